@@ -1,0 +1,159 @@
+"""Typed records that travel between the stages.
+
+These are the in-memory shapes of the Avro records in this folder (the `.avsc` files are
+the wire contract; `codec.py` maps between the two). Plain frozen dataclasses, no I/O, so
+every stage and every test can build them directly.
+
+Conventions: times are UTC epoch milliseconds (`*_ms`), energy registers are watt-hours,
+money is `Decimal` with an ISO 4217 currency next to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    """What a meter event reports, following OCPP semantics.
+
+    OCPP 1.6 StartTransaction / MeterValues / StopTransaction / StatusNotification and
+    OCPP 2.0.1 TransactionEvent Started / Updated / Ended map onto these four.
+    """
+
+    STARTED = "started"
+    METER = "meter"
+    ENDED = "ended"
+    STATUS = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterEvent:
+    """One reading or transaction event from one connector of one charger."""
+
+    event_id: str
+    station_id: str
+    connector_id: int
+    kind: EventKind
+    event_time_ms: int
+    """Charger clock."""
+    receive_time_ms: int
+    """Gateway clock."""
+    transaction_id: str | None = None
+    """The charger's own transaction id."""
+    seq: int | None = None
+    """Per-transaction sequence number, where the charger sends one (OCPP 2.0.1 seqNo)."""
+    id_tag: str | None = None
+    vehicle_id: str | None = None
+    energy_wh: float | None = None
+    """Energy.Active.Import.Register: the charger's lifetime register, in Wh."""
+    power_w: float | None = None
+    soc_pct: float | None = None
+    current_a: float | None = None
+    voltage_v: float | None = None
+    status: str | None = None
+    error_code: str | None = None
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventPosition:
+    """Where an event was read: unique in the input log, and the same on every replay."""
+
+    partition: int
+    offset: int
+    index: int = 0
+    """Index of the event inside a batched message."""
+
+    def __le__(self, other: EventPosition) -> bool:
+        return (self.offset, self.index) <= (other.offset, other.index)
+
+    def __lt__(self, other: EventPosition) -> bool:
+        return (self.offset, self.index) < (other.offset, other.index)
+
+
+class SessionState(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    """Closed without a stop event (e.g. after inactivity); still has ID, energy and cost."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingSession:
+    """A charging session as the processors see it: running while open, final when closed.
+
+    The same shape is published on `session-updates` (running state, state=OPEN) and on
+    `sessions-completed` (final, with a version that a late correction increments).
+    """
+
+    session_id: str
+    version: int
+    state: SessionState
+    station_id: str
+    connector_id: int
+    transaction_id: str | None
+    id_tag: str | None
+    vehicle_id: str | None
+    start_ms: int
+    end_ms: int
+    """Last event time while open; the stop time once closed."""
+    meter_start_wh: float
+    meter_end_wh: float
+    energy_wh: float
+    """Energy delivered in this session, from its own first reading (never the lifetime register)."""
+    soc_start_pct: float | None
+    soc_end_pct: float | None
+    max_power_w: float
+    avg_power_w: float
+    """Energy over charging time."""
+    charging_ms: int
+    """Time between readings during which energy flowed."""
+    plugged_ms: int
+    """Start to end: charging plus idle."""
+    cost: Decimal
+    currency: str
+    event_count: int
+    stop_reason: str | None = None
+    flags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def idle_ms(self) -> int:
+        return self.plugged_ms - self.charging_ms
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """Something on-call should see, with the values that show it."""
+
+    anomaly_id: str
+    kind: str
+    severity: Severity
+    station_id: str
+    connector_id: int | None
+    session_id: str | None
+    detected_ms: int
+    message: str
+    evidence: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Input that could not be used, with enough context to find and replay it."""
+
+    original: bytes
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: str
+    """Which stage gave up: replay, processor, sink."""
+    error: str
+    failed_ms: int
+    original_key: bytes | None = None
