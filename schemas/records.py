@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+MAX_EVENTS_PER_MESSAGE = 1000
+"""A batched meter-events message carries at most this many events (it bounds session IDs)."""
+
 
 class EventKind(StrEnum):
     """What a meter event reports, following OCPP semantics.
