@@ -105,7 +105,7 @@ class ChargingSession:
     meter_start_wh: float
     meter_end_wh: float
     energy_wh: float
-    """Energy delivered in this session, from its own first reading (never the lifetime register)."""
+    """Energy delivered in this session, from its own first reading, never the lifetime register."""
     soc_start_pct: float | None
     soc_end_pct: float | None
     max_power_w: float

@@ -1,0 +1,300 @@
+"""Bytes <-> records for every topic, in the two Avro wire formats the pipeline accepts.
+
+Single-object encoding (0xC3 0x01 + 8-byte CRC-64-AVRO fingerprint) needs no registry:
+the fingerprint is resolved against the versions kept in `schemas/`. The Confluent wire
+format (0x00 + 4-byte schema id) is written when a Schema Registry is configured. Both are
+always accepted on decode, so a topic can move from one to the other without a cut-over.
+
+This is the hot path: schemas are parsed once, bodies written with today's schema are read by
+a reader generated for that schema (fastavro's per-field calls cost about 2x; fastavro reads
+everything that needs schema resolution), and records are built straight from the dicts.
+Decoders raise only `DecodeError` (dead-letter the bytes) or `RegistryError` (retry later).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from io import BytesIO
+from operator import attrgetter
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from schemas.errors import DecodeError, EncodeError
+from schemas.records import (
+    MAX_EVENTS_PER_MESSAGE,
+    Anomaly,
+    ChargingSession,
+    DeadLetter,
+    EventKind,
+    MeterEvent,
+    SessionState,
+    Severity,
+)
+from schemas.registry import ConfluentRegistry, SchemaCatalog, SchemaVersion, default_catalog
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+_SINGLE_HEADER = len(SINGLE_OBJECT_MAGIC) + 8
+_CONFLUENT_HEADER = len(CONFLUENT_MAGIC) + 4
+
+_COST_QUANTUM = Decimal("0.0001")
+"""Scale 4 of the `cost` decimal: fastavro requires the exponent to match the scale."""
+_COST_DIGITS = 18
+
+_KINDS = {k.value: k for k in EventKind}
+_STATES = {s.value: s for s in SessionState}
+_SEVERITIES = {s.value: s for s in Severity}
+
+_EVENT_FIELDS = MeterEvent.__slots__
+_EVENT_VALUES = attrgetter(*_EVENT_FIELDS)
+_EVENT_FLOATS = ("energy_wh", "power_w", "soc_pct", "current_a", "voltage_v")
+_SESSION_FIELDS = ChargingSession.__slots__
+_SESSION_VALUES = attrgetter(*_SESSION_FIELDS)
+_SESSION_FLOATS = (
+    "meter_start_wh",
+    "meter_end_wh",
+    "energy_wh",
+    "soc_start_pct",
+    "soc_end_pct",
+    "max_power_w",
+    "avg_power_w",
+)
+_ANOMALY_FIELDS = Anomaly.__slots__
+_DEAD_LETTER_FIELDS = DeadLetter.__slots__
+
+
+def _non_finite(record: dict[str, Any], names: Sequence[str]) -> str | None:
+    """The first field among `names` holding NaN or an infinity (never meaningful here)."""
+    for name in names:
+        value = record[name]
+        if value is not None and not math.isfinite(value):
+            return name
+    return None
+
+
+class Codec:
+    """Encodes and decodes every record type of the pipeline; safe to share between threads."""
+
+    def __init__(
+        self, registry_url: str | None = None, registry_conf: dict[str, Any] | None = None
+    ) -> None:
+        """Without `registry_url`, writes single-object encoding and needs no service.
+
+        `registry_conf` goes to confluent-kafka's SchemaRegistryClient as is (e.g.
+        `basic.auth.user.info`, `ssl.ca.location`, `max.retries`).
+        """
+        self._catalog: SchemaCatalog = default_catalog()
+        self._registry = (
+            ConfluentRegistry(registry_url, registry_conf, self._catalog) if registry_url else None
+        )
+        current = self._catalog.current
+        self._event = current("MeterEvent")
+        self._batch = current("MeterEventBatch")
+        self._session = current("ChargingSession")
+        self._anomaly = current("Anomaly")
+        self._dead_letter = current("DeadLetter")
+
+    # -- framing -------------------------------------------------------------------------
+
+    def _write(self, schema: SchemaVersion, datum: dict[str, Any], subject: str) -> bytes:
+        buf = BytesIO()
+        if self._registry is None:
+            buf.write(SINGLE_OBJECT_MAGIC)
+            buf.write(schema.fingerprint)
+        else:
+            buf.write(CONFLUENT_MAGIC)
+            buf.write(self._registry.schema_id(subject, schema).to_bytes(4, "big"))
+        try:
+            schemaless_writer(buf, schema.parsed, datum)
+        except Exception as exc:  # fastavro raises TypeError/ValueError/AttributeError alike
+            raise EncodeError(f"cannot encode {schema.label}: {type(exc).__name__}: {exc}") from exc
+        return buf.getvalue()
+
+    def _writer_of(self, data: bytes) -> tuple[SchemaVersion, int]:
+        """The writer schema named by the header, and where the Avro body starts."""
+        if not data:
+            raise DecodeError("empty message")
+        if SINGLE_OBJECT_MAGIC.startswith(data[:2]):
+            if len(data) < _SINGLE_HEADER:
+                raise DecodeError(f"truncated single-object header: {len(data)} bytes")
+            fp = bytes(data[2:_SINGLE_HEADER])
+            writer = self._catalog.by_fingerprint(fp)
+            if writer is None:
+                raise DecodeError(
+                    f"unknown schema fingerprint 0x{fp.hex()}; known: {self._catalog.describe()}"
+                )
+            return writer, _SINGLE_HEADER
+        if data[:1] == CONFLUENT_MAGIC:
+            if len(data) < _CONFLUENT_HEADER:
+                raise DecodeError(f"truncated Confluent header: {len(data)} bytes")
+            schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER], "big")
+            if self._registry is None:
+                raise DecodeError(
+                    f"Confluent wire format (schema id {schema_id}) but no schema registry "
+                    "is configured"
+                )
+            return self._registry.writer(schema_id), _CONFLUENT_HEADER
+        raise DecodeError(
+            f"unknown wire format: leading bytes 0x{bytes(data[:2]).hex()} (expected 0xc301 "
+            "for Avro single-object encoding or 0x00 for Confluent)"
+        )
+
+    def _read(self, data: bytes, names: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+        """Record name and datum of `data`, read into today's schema of that record."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise DecodeError(f"expected bytes, got {type(data).__name__}")
+        writer, start = self._writer_of(data)
+        if writer.name not in names:
+            raise DecodeError(f"expected {' or '.join(names)}, got {writer.label}")
+        reader = self._catalog.current(writer.name)
+        try:
+            if writer is reader and writer.read is not None:
+                datum, end = writer.read(data if type(data) is bytes else bytes(data), start)
+            else:
+                buf = BytesIO(data)
+                buf.seek(start)
+                datum = schemaless_reader(buf, writer.parsed, reader.parsed)
+                end = buf.tell()
+        except Exception as exc:  # IndexError, EOFError, struct.error, UnicodeDecodeError...
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise DecodeError(f"corrupt or truncated {writer.label} body: {detail}") from exc
+        if end != len(data):
+            raise DecodeError(f"{len(data) - end} trailing bytes after the {writer.label} record")
+        return writer.name, datum
+
+    # -- meter events --------------------------------------------------------------------
+
+    def encode_meter_events(
+        self, events: Sequence[MeterEvent], topic: str = "meter-events"
+    ) -> bytes:
+        """One event as a MeterEvent, more as a MeterEventBatch of one charger's events."""
+        if not events:
+            raise EncodeError("no events to encode")
+        if len(events) > MAX_EVENTS_PER_MESSAGE:
+            raise EncodeError(
+                f"{len(events)} events in one message; at most {MAX_EVENTS_PER_MESSAGE}"
+            )
+        station = events[0].station_id
+        datums = []
+        for event in events:
+            if event.station_id != station:
+                raise EncodeError(
+                    f"a batch carries one charger's events: {event.station_id!r} != {station!r}"
+                )
+            datum = dict(zip(_EVENT_FIELDS, _EVENT_VALUES(event), strict=True))
+            if datum["kind"] not in _KINDS:
+                raise EncodeError(f"event {event.event_id!r}: kind {event.kind!r} is no EventKind")
+            bad = _non_finite(datum, _EVENT_FLOATS)
+            if bad is not None:
+                raise EncodeError(f"event {event.event_id!r}: {bad} is {datum[bad]}")
+            datums.append(datum)
+        if len(datums) == 1:
+            return self._write(self._event, datums[0], f"{topic}-value")
+        # A registry subject holds one record type; a batch is another record than a single
+        # event, so batches use the TopicRecordNameStrategy subject instead of <topic>-value.
+        return self._write(self._batch, {"events": datums}, f"{topic}-chargewatch.MeterEventBatch")
+
+    def decode_meter_events(self, data: bytes) -> list[MeterEvent]:
+        """The events of one message, single or batched, in message order."""
+        name, datum = self._read(data, ("MeterEvent", "MeterEventBatch"))
+        if name == "MeterEvent":
+            return [_meter_event(datum)]
+        items = datum["events"]
+        if not items:
+            raise DecodeError("MeterEventBatch with no events")
+        if len(items) > MAX_EVENTS_PER_MESSAGE:
+            raise DecodeError(
+                f"MeterEventBatch with {len(items)} events; at most {MAX_EVENTS_PER_MESSAGE}"
+            )
+        events = [_meter_event(item) for item in items]
+        station = events[0].station_id
+        for event in events:
+            if event.station_id != station:
+                raise DecodeError(
+                    f"MeterEventBatch mixes stations {station!r} and {event.station_id!r}"
+                )
+        return events
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def encode_session(self, session: ChargingSession, topic: str) -> bytes:
+        """For `session-updates` and `sessions-completed` alike."""
+        datum = dict(zip(_SESSION_FIELDS, _SESSION_VALUES(session), strict=True))
+        if datum["state"] not in _STATES:
+            raise EncodeError(f"session {session.session_id!r}: state {session.state!r} unknown")
+        bad = _non_finite(datum, _SESSION_FLOATS)
+        if bad is not None:
+            raise EncodeError(f"session {session.session_id!r}: {bad} is {datum[bad]}")
+        datum["cost"] = _quantize_cost(session)
+        datum["flags"] = list(session.flags)
+        return self._write(self._session, datum, f"{topic}-value")
+
+    def decode_session(self, data: bytes) -> ChargingSession:
+        _, datum = self._read(data, ("ChargingSession",))
+        state = _STATES.get(datum["state"])
+        if state is None:
+            raise DecodeError(
+                f"session {datum['session_id']!r}: unknown state {datum['state']!r}; "
+                f"expected one of {', '.join(_STATES)}"
+            )
+        bad = _non_finite(datum, _SESSION_FLOATS)
+        if bad is not None:
+            raise DecodeError(f"session {datum['session_id']!r}: {bad} is {datum[bad]}")
+        datum["state"] = state
+        datum["flags"] = tuple(datum["flags"])
+        return ChargingSession(**datum)
+
+    # -- anomalies and dead letters ------------------------------------------------------
+
+    def encode_anomaly(self, anomaly: Anomaly, topic: str) -> bytes:
+        datum = {name: getattr(anomaly, name) for name in _ANOMALY_FIELDS}
+        if datum["severity"] not in _SEVERITIES:
+            raise EncodeError(f"anomaly {anomaly.anomaly_id!r}: severity {anomaly.severity!r}")
+        return self._write(self._anomaly, datum, f"{topic}-value")
+
+    def decode_anomaly(self, data: bytes) -> Anomaly:
+        _, datum = self._read(data, ("Anomaly",))
+        severity = _SEVERITIES.get(datum["severity"])
+        if severity is None:
+            raise DecodeError(
+                f"anomaly {datum['anomaly_id']!r}: unknown severity {datum['severity']!r}; "
+                f"expected one of {', '.join(_SEVERITIES)}"
+            )
+        datum["severity"] = severity
+        return Anomaly(**datum)
+
+    def encode_dead_letter(self, letter: DeadLetter, topic: str) -> bytes:
+        datum = {name: getattr(letter, name) for name in _DEAD_LETTER_FIELDS}
+        return self._write(self._dead_letter, datum, f"{topic}-value")
+
+    def decode_dead_letter(self, data: bytes) -> DeadLetter:
+        _, datum = self._read(data, ("DeadLetter",))
+        return DeadLetter(**datum)
+
+
+def _meter_event(datum: dict[str, Any]) -> MeterEvent:
+    kind = _KINDS.get(datum["kind"])
+    if kind is None:
+        raise DecodeError(
+            f"event {datum['event_id']!r}: unknown kind {datum['kind']!r}; "
+            f"expected one of {', '.join(_KINDS)}"
+        )
+    bad = _non_finite(datum, _EVENT_FLOATS)
+    if bad is not None:
+        raise DecodeError(f"event {datum['event_id']!r}: {bad} is {datum[bad]}")
+    datum["kind"] = kind
+    return MeterEvent(**datum)
+
+
+def _quantize_cost(session: ChargingSession) -> Decimal:
+    cost = session.cost
+    try:
+        quantized = cost.quantize(_COST_QUANTUM, rounding=ROUND_HALF_UP)
+    except (InvalidOperation, AttributeError, TypeError) as exc:
+        raise EncodeError(f"session {session.session_id!r}: cost {cost!r} is no amount") from exc
+    if not quantized.is_finite() or len(quantized.as_tuple().digits) > _COST_DIGITS:
+        raise EncodeError(f"session {session.session_id!r}: cost {cost} does not fit decimal(18,4)")
+    return quantized
