@@ -57,7 +57,7 @@ def ensure_topics(admin_conf: dict[str, str], topics: Topics, partitions: int) -
     ]
     if not wanted:
         return
-    for name, future in admin.create_topics(wanted, operation_timeout=10).items():
+    for future in admin.create_topics(wanted, operation_timeout=10).values():
         try:
             future.result()
         except Exception as exc:  # noqa: BLE001

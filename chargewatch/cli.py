@@ -1,0 +1,214 @@
+"""The `chargewatch` command line.
+
+Exit codes: 0 success, 1 a failure at run time (message on stderr), 2 invalid configuration
+or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from chargewatch.errors import ChargeWatchError, ConfigError
+from chargewatch.settings import Settings, load_settings
+
+err = Console(stderr=True)
+
+
+def _fmt(args: argparse.Namespace) -> str:
+    if getattr(args, "json", False):
+        return "json"
+    if getattr(args, "csv", False):
+        return "csv"
+    return "table"
+
+
+def _add_format(parser: argparse.ArgumentParser, csv: bool = True) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="print JSON")
+    if csv:
+        group.add_argument("--csv", action="store_true", help="print CSV")
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.demo import run_demo
+
+    overrides = {k: v for k, v in {"stations": args.stations, "seed": args.seed,
+                                    "duration_h": args.hours}.items() if v is not None}
+    sim = settings.simulator.model_copy(update=overrides)
+    run_demo(settings.model_copy(update={"simulator": sim}), Path(args.run_dir))
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.worker import run_worker
+
+    bootstrap = _require_bootstrap(settings)
+    run_worker(settings, bootstrap)
+    return 0
+
+
+def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.sink_service import SinkService
+
+    service = SinkService(settings, _require_bootstrap(settings)).start()
+    err.print(f"sink running; web endpoint on 127.0.0.1:{service.web_port}")
+    try:
+        service.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.publishing import simulate_to
+
+    overrides = {k: v for k, v in {"stations": args.stations, "seed": args.seed,
+                                    "duration_h": args.hours}.items() if v is not None}
+    sim = settings.simulator.model_copy(update=overrides)
+    bootstrap = None if args.no_publish else _require_bootstrap(settings)
+    simulate_to(settings.model_copy(update={"simulator": sim}), bootstrap,
+                truth_path=Path(args.truth), events_path=Path(args.events) if args.events else None)
+    return 0
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.publishing import replay
+
+    stats = replay(settings, _require_bootstrap(settings), Path(args.file))
+    return 0 if stats.dead_lettered == 0 or not args.strict else 1
+
+
+def cmd_session(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.lookup import open_source
+    from chargewatch.render import print_record
+
+    record = open_source(settings).session(args.session_id)
+    if record is None:
+        err.print(f"no completed session {args.session_id!r}")
+        return 1
+    print_record(record, _fmt(args), title=f"session {args.session_id}")
+    return 0
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.lookup import open_source
+    from chargewatch.render import print_rows
+
+    params = {k: v for k, v in {"date_from": args.date_from, "date_to": args.date_to,
+                                "station": args.station, "month": args.month,
+                                "limit": args.limit}.items() if v is not None}
+    report = open_source(settings).report(args.name, **params)
+    print_rows(report.columns, report.rows, _fmt(args), title=args.name)
+    return 0
+
+
+def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.render import print_rows, to_json
+
+    data = settings.redacted()
+    if args.json:
+        print(to_json(data))
+        return 0
+    rows = [(f"{group}.{key}" if isinstance(values, dict) else group,
+             str(value) if isinstance(values, dict) else str(values))
+            for group, values in data.items()
+            for key, value in (values.items() if isinstance(values, dict) else [("", values)])]
+    print_rows(["setting", "value"], rows, title="effective configuration")
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.clickhouse import connect
+    from sinks.migrate import migrate
+
+    applied = migrate(connect(settings.clickhouse.url.get_secret_value()),
+                      settings.clickhouse.database)
+    print("\n".join(applied) if applied else "nothing to apply")
+    return 0
+
+
+def _require_bootstrap(settings: Settings) -> str:
+    if not settings.kafka.bootstrap_servers:
+        raise ConfigError("no Kafka to talk to: set KAFKA_BOOTSTRAP_SERVERS "
+                          "(only `chargewatch demo` starts an embedded broker)")
+    return settings.kafka.bootstrap_servers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chargewatch", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="YAML, JSON or TOML settings file")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[[Settings, argparse.Namespace], int],
+            help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    def add_fleet(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stations", type=int, help="number of stations (default 200)")
+        p.add_argument("--seed", type=int, help="random seed (default 7)")
+        p.add_argument("--hours", type=float, help="simulated hours (default 24)")
+
+    p = add("demo", cmd_demo, "run the whole pipeline on the embedded stack and report")
+    add_fleet(p)
+    p.add_argument("--run-dir", default=".data/demo", help="logs and embedded data of the run")
+    add("worker", cmd_worker, "run a processor (Faust) worker")
+    add("sink", cmd_sink, "run the ClickHouse sink worker (and its web endpoint)")
+    p = add("simulate", cmd_simulate, "publish a simulated fleet's meter events")
+    add_fleet(p)
+    p.add_argument("--truth", default="truth.jsonl", help="where to write the ground truth")
+    p.add_argument("--events", help="also write the events as JSON Lines (replayable)")
+    p.add_argument("--no-publish", action="store_true", help="only write files")
+    p = add("replay", cmd_replay, "publish meter events from a JSON Lines file")
+    p.add_argument("file")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any line was dead-lettered")
+    p = add("session", cmd_session, "print one completed session")
+    p.add_argument("session_id")
+    _add_format(p, csv=False)
+    p = add("report", cmd_report, "print a named report")
+    p.add_argument("name", help="summary, top-stations, station-daily, cost-per-vehicle")
+    p.add_argument("--from", dest="date_from", help="first day, YYYY-MM-DD")
+    p.add_argument("--to", dest="date_to", help="last day, YYYY-MM-DD")
+    p.add_argument("--station")
+    p.add_argument("--month", help="YYYY-MM")
+    p.add_argument("--limit", type=int)
+    _add_format(p)
+    p = add("config", cmd_config_show, "show the effective configuration (secrets masked)")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("--json", action="store_true")
+    add("migrate", cmd_migrate, "apply ClickHouse migrations")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        return 2
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.fn(settings, args))
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        return 2
+    except ChargeWatchError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""`chargewatch simulate` and `chargewatch replay`: producers wired to settings, with progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chargewatch.errors import ConfigError
+from chargewatch.settings import Settings
+from chargewatch.topics import Topics, ensure_topics
+from processors.pricing import SimpleTariff
+from producers.jsonl import event_to_json
+from producers.publisher import EventPublisher, PublishStats
+from producers.replay import ReplayStats, replay_file
+from producers.simulator import FleetConfig, Simulation, simulate
+from producers.truth import write_truth
+from schemas.codec import Codec
+
+console = Console(stderr=True)
+
+
+def fleet_config(settings: Settings) -> FleetConfig:
+    sim = settings.simulator
+    try:
+        start = dt.datetime.fromisoformat(sim.start.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"simulator.start {sim.start!r} is not an ISO-8601 time") from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=dt.UTC)
+    tariff = settings.processor.tariff
+    return FleetConfig(
+        seed=sim.seed, stations=sim.stations, start_ms=int(start.timestamp() * 1000),
+        duration_s=int(sim.duration_h * 3600), meter_interval_s=sim.meter_interval_s,
+        events_per_message=sim.events_per_message,
+        tariff=SimpleTariff(tariff.currency, tariff.per_kwh, tariff.per_minute),
+    )
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def publish_simulation(simulation: Simulation, publisher: EventPublisher | None,
+                       events_path: Path | None, progress: Progress) -> PublishStats | None:
+    """Publish (and/or write) every message of a simulation, advancing a progress bar."""
+    task = progress.add_task("publishing meter events", total=None)
+    events_file = events_path.open("w") if events_path else None
+    try:
+        for station_id, events in simulation.messages():
+            if publisher:
+                publisher.publish(station_id, events)
+            if events_file:
+                events_file.writelines(event_to_json(e) + "\n" for e in events)
+            progress.advance(task, len(events))
+    finally:
+        if events_file:
+            events_file.close()
+    return publisher.flush(timeout=120) if publisher else None
+
+
+def simulate_to(settings: Settings, bootstrap: str | None, truth_path: Path,
+                events_path: Path | None) -> None:
+    simulation = simulate(fleet_config(settings))
+    publisher = None
+    if bootstrap:
+        topics = Topics(settings.kafka.namespace)
+        ensure_topics({"bootstrap.servers": bootstrap}, topics, settings.kafka.partitions)
+        codec = Codec(settings.kafka.schema_registry_url)
+        publisher = EventPublisher({"bootstrap.servers": bootstrap}, topics.meter_events,
+                                   lambda events: codec.encode_meter_events(
+                                       events, topics.meter_events))
+    with progress_bar() as progress:
+        publish_simulation(simulation, publisher, events_path, progress)
+    sessions = write_truth(truth_path, simulation.truth(), simulation.meta())
+    meta = simulation.meta()
+    console.print(f"{meta.events:,} events in {meta.messages:,} messages; "
+                  f"{sessions:,} true sessions written to {truth_path}")
+
+
+def replay(settings: Settings, bootstrap: str, path: Path) -> ReplayStats:
+    if not path.is_file():
+        raise ConfigError(f"replay file {path} does not exist")
+    topics = Topics(settings.kafka.namespace)
+    ensure_topics({"bootstrap.servers": bootstrap}, topics, settings.kafka.partitions)
+    codec = Codec(settings.kafka.schema_registry_url)
+    publisher = EventPublisher({"bootstrap.servers": bootstrap}, topics.meter_events,
+                               lambda events: codec.encode_meter_events(
+                                   events, topics.meter_events))
+    with progress_bar() as progress:
+        task = progress.add_task(f"replaying {path.name}", total=None)
+        stats = replay_file(path, publisher, topics.dead_letters,
+                            lambda letter: codec.encode_dead_letter(letter, topics.dead_letters),
+                            progress=lambda lines: progress.update(task, completed=lines))
+        publisher.flush(timeout=120)
+    console.print(f"{stats.lines:,} lines: {stats.events:,} events published, "
+                  f"{stats.dead_lettered:,} dead-lettered to {topics.dead_letters}")
+    return stats
+

@@ -1,0 +1,177 @@
+"""One frozen settings object for every command.
+
+Sources, strongest first: environment variables (`CHARGEWATCH_` prefix, nested groups
+joined with `__`, e.g. `CHARGEWATCH_KAFKA__PARTITIONS=8`), the conventional unprefixed
+`KAFKA_BOOTSTRAP_SERVERS`, `CLICKHOUSE_URL` and `SCHEMA_REGISTRY_URL`, an optional YAML,
+JSON or TOML file named by `CHARGEWATCH_CONFIG` (or `--config`), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from chargewatch.errors import ConfigError
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_UNPREFIXED = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "SCHEMA_REGISTRY_URL": ("kafka", "schema_registry_url"),
+    "CLICKHOUSE_URL": ("clickhouse", "url"),
+}
+
+
+class KafkaSettings(BaseModel):
+    model_config = _FROZEN
+    bootstrap_servers: str | None = Field(
+        None, description="Kafka bootstrap servers; unset = start the embedded Tansu broker.")
+    namespace: str = Field("chargewatch", description="Prefix of every topic name.")
+    partitions: int = Field(4, ge=1, le=1000, description="Partitions of each topic.")
+    schema_registry_url: str | None = Field(
+        None, description="Confluent Schema Registry; set = Confluent wire format.")
+    session_timeout_ms: int = Field(6000, ge=1000, description="Consumer group session timeout.")
+
+
+class ClickHouseSettings(BaseModel):
+    model_config = _FROZEN
+    url: SecretStr = Field(
+        SecretStr("chdb://.data/chdb"),
+        description="chdb:///path (embedded) or http(s)://user:password@host:port.")
+    database: str = Field("chargewatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class TariffSettings(BaseModel):
+    model_config = _FROZEN
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency.")
+    per_kwh: Decimal = Field(Decimal("0.39"), ge=0)
+    per_minute: Decimal = Field(Decimal("0.02"), ge=0)
+
+
+class ProcessorSettings(BaseModel):
+    model_config = _FROZEN
+    id_template: str = Field("EV-{num:09d}", description="Session ID template (README).")
+    batch_max: int = Field(2000, ge=1, description="Messages per processing batch.")
+    batch_within_s: float = Field(0.1, gt=0, description="Longest wait to fill a batch.")
+    web_port: int = Field(6066, ge=0, le=65535)
+    data_dir: Path = Path(".data/faust")
+    tariff: TariffSettings = TariffSettings()
+
+
+class SinkSettings(BaseModel):
+    model_config = _FROZEN
+    batch_size: int = Field(5000, ge=1, description="Most rows in one insert.")
+    batch_ms: int = Field(500, ge=1, description="Longest a row waits before its insert.")
+    web_port: int = Field(6067, ge=0, le=65535)
+
+
+class SimulatorSettings(BaseModel):
+    model_config = _FROZEN
+    seed: int = 7
+    stations: int = Field(200, ge=1)
+    duration_h: float = Field(24.0, gt=0)
+    meter_interval_s: int = Field(60, ge=1)
+    events_per_message: int = Field(20, ge=1, le=1000)
+    start: str = Field("2026-11-23T00:00:00Z", description="Simulated start, UTC.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHARGEWATCH_", env_nested_delimiter="__", frozen=True, extra="ignore")
+
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    processor: ProcessorSettings = ProcessorSettings()
+    sink: SinkSettings = SinkSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    log_level: str = Field("WARNING", description="Python log level of our loggers.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CHARGEWATCH_CONFIG")
+        if config_file:
+            sources.append(_file_source(settings_cls, Path(config_file)))
+        return tuple(sources)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration with secrets masked, for `config show`."""
+        data = self.model_dump(mode="json")
+        data["clickhouse"]["url"] = mask_url(self.clickhouse.url.get_secret_value())
+        return data
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in {".yaml", ".yml"}:
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    if suffix == ".json":
+        return JsonConfigSettingsSource(settings_cls, json_file=path)
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    raise ConfigError(f"config file {path}: use .yaml, .json or .toml")
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a `scheme://user:password@host` URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; any invalid value raises ConfigError with one clear line."""
+    if config_file is not None:
+        os.environ["CHARGEWATCH_CONFIG"] = str(config_file)
+    nested: dict[str, dict[str, Any]] = {}
+    for env_name, (group, key) in _UNPREFIXED.items():
+        prefixed = f"CHARGEWATCH_{group.upper()}__{key.upper()}"
+        if env_name in os.environ and prefixed not in os.environ:
+            nested.setdefault(group, {})[key] = os.environ[env_name]
+    try:
+        base = Settings()
+        if not nested and not overrides:
+            return base
+        data = base.model_dump()
+        for group, values in nested.items():
+            data[group] = {**data[group], **values}
+        data["clickhouse"]["url"] = data["clickhouse"]["url"].get_secret_value() \
+            if isinstance(data["clickhouse"]["url"], SecretStr) else data["clickhouse"]["url"]
+        for key, value in overrides.items():
+            merge = isinstance(value, dict) and isinstance(data.get(key), dict)
+            data[key] = {**data[key], **value} if merge else value
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None

@@ -1,0 +1,125 @@
+"""The sink worker: the Kafka → ClickHouse loop plus a small web endpoint.
+
+The endpoint exists because an embedded chDB folder can be open in one process only: while
+this worker holds it, lookups and reports from other processes come through here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from chargewatch.lookup import ClickHouseSource
+from chargewatch.render import plain
+from chargewatch.settings import Settings
+from chargewatch.topics import Topics
+from schemas.codec import Codec
+from sinks.clickhouse import connect
+from sinks.migrate import migrate
+from sinks.runner import SinkRunner
+
+log = logging.getLogger("chargewatch.sink")
+
+
+class SinkService:
+    """Owns one ClickHouse client, the SinkRunner thread and the web endpoint."""
+
+    def __init__(self, settings: Settings, bootstrap_servers: str, web_port: int | None = None,
+                 client: Any | None = None) -> None:
+        database = settings.clickhouse.database
+        self.client = client or connect(settings.clickhouse.url.get_secret_value())
+        migrate(self.client, database)
+        topics = Topics(settings.kafka.namespace)
+        self.runner = SinkRunner(
+            consumer_conf={
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": f"{settings.kafka.namespace}-sink",
+                "session.timeout.ms": str(settings.kafka.session_timeout_ms),
+            },
+            sessions_topic=topics.sessions_completed,
+            dead_letters_topic=topics.dead_letters,
+            client=self.client,
+            database=database,
+            codec=Codec(settings.kafka.schema_registry_url),
+            batch_size=settings.sink.batch_size,
+            batch_ms=settings.sink.batch_ms,
+        )
+        self.source = ClickHouseSource(self.client, database)
+        self.stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        port = settings.sink.web_port if web_port is None else web_port
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._web_thread: threading.Thread | None = None
+
+    @property
+    def web_port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> SinkService:
+        self._thread = threading.Thread(target=self.runner.run, args=(self.stop_event,),
+                                        name="sink", daemon=True)
+        self._thread.start()
+        self._web_thread = threading.Thread(target=self._server.serve_forever, name="sink-web",
+                                            daemon=True)
+        self._web_thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait(self) -> None:
+        while self._thread and self._thread.is_alive():
+            self._thread.join(timeout=1)
+
+
+def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            log.debug("web: " + format, *args)
+
+        def _send(self, status: int, body: Any) -> None:
+            payload = json.dumps(body, default=plain).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            url = urllib.parse.urlsplit(self.path)
+            parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/") if p]
+            params = dict(urllib.parse.parse_qsl(url.query))
+            try:
+                if parts == ["health"]:
+                    self._send(HTTPStatus.OK, {"status": "ok", **service.runner.stats_dict()})
+                elif len(parts) == 2 and parts[0] == "sessions":
+                    row = service.source.session(parts[1])
+                    if row is None:
+                        self._send(HTTPStatus.NOT_FOUND, {"error": "no such session"})
+                    else:
+                        self._send(HTTPStatus.OK, {k: plain(v) for k, v in row.items()})
+                elif len(parts) == 2 and parts[0] == "reports":
+                    report = service.source.report(parts[1], **params)
+                    self._send(HTTPStatus.OK, {"columns": report.columns,
+                                               "rows": [[plain(v) for v in r]
+                                                        for r in report.rows]})
+                else:
+                    self._send(HTTPStatus.NOT_FOUND, {"error": f"no such path {url.path}"})
+            except Exception as exc:  # noqa: BLE001 - a bad request must not kill the worker
+                self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+
+    return Handler

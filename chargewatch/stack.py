@@ -1,0 +1,109 @@
+"""The local pipeline as one object: broker, processor worker and sink, started and stopped as one.
+
+Used by `chargewatch demo`, the end-to-end tests and the benchmarks, so all three run the
+same stack the same way. Everything it starts, it stops by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chargewatch.embedded import EmbeddedBroker, free_port
+from chargewatch.errors import StackError
+from chargewatch.settings import Settings
+from chargewatch.sink_service import SinkService
+from chargewatch.topics import Topics, ensure_topics
+from chargewatch.worker import WorkerProcess, write_config
+from sinks.clickhouse import connect
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    run_dir: Path
+    broker: EmbeddedBroker | None = None
+    worker: WorkerProcess | None = None
+    sink: SinkService | None = None
+    bootstrap_servers: str = ""
+    client: Any = None
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.settings.kafka.namespace)
+
+    def start(self) -> LocalStack:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        bootstrap = self.settings.kafka.bootstrap_servers
+        if not bootstrap:
+            self.broker = EmbeddedBroker(log_path=self.run_dir / "broker.log").start()
+            bootstrap = self.broker.bootstrap_servers
+        self.bootstrap_servers = bootstrap
+        ensure_topics({"bootstrap.servers": bootstrap}, self.topics, self.settings.kafka.partitions)
+        self.client = connect(self.settings.clickhouse.url.get_secret_value())
+        self.sink = SinkService(self.settings, bootstrap, web_port=free_port(),
+                                client=self.client).start()
+        self.start_worker()
+
+    def start_worker(self) -> WorkerProcess:
+        worker_settings = self.settings.model_copy(update={
+            "kafka": self.settings.kafka.model_copy(
+                update={"bootstrap_servers": self.bootstrap_servers}),
+            "processor": self.settings.processor.model_copy(update={
+                "web_port": free_port(), "data_dir": self.run_dir / "faust"}),
+        })
+        config = write_config(worker_settings, self.run_dir / "worker-config.json")
+        self.worker = WorkerProcess({"CHARGEWATCH_CONFIG": str(config)},
+                                    self.run_dir / "worker.log").start()
+        return self.worker
+
+    def check_alive(self) -> None:
+        if self.worker:
+            self.worker.check_alive()
+        if self.sink and not self.sink.running:
+            raise StackError("sink stopped; see the log above")
+
+    def wait_for_sessions(self, expected: int, timeout_s: float,
+                          on_progress: Any = None) -> float:
+        """Block until ClickHouse holds `expected` distinct sessions; returns when that happened."""
+        database = self.settings.clickhouse.database
+        deadline = time.monotonic() + timeout_s
+        landed = 0
+        while time.monotonic() < deadline:
+            self.check_alive()
+            landed = int(self.client.command(
+                f"SELECT uniqExact(session_id) FROM {database}.charging_sessions"))
+            if on_progress:
+                on_progress(landed)
+            if landed >= expected:
+                return time.monotonic()
+            time.sleep(0.25)
+        raise StackError(f"only {landed} of {expected} sessions reached ClickHouse within "
+                         f"{timeout_s:.0f}s; see {self.run_dir}/worker.log")
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.worker:
+                self.worker.stop()
+        with contextlib.suppress(Exception):
+            if self.sink:
+                self.sink.stop()
+        if self.broker:
+            self.broker.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

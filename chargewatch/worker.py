@@ -1,0 +1,82 @@
+"""Running the Faust processor: in this process (`chargewatch worker`) or as a child process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from chargewatch.errors import StackError
+from chargewatch.settings import Settings
+
+
+def run_worker(settings: Settings, bootstrap_servers: str) -> None:
+    """Run the processor worker until it is told to stop (SIGTERM or Ctrl-C)."""
+    from faust.worker import Worker
+
+    from processors.app import create_app
+
+    app = create_app(settings, bootstrap_servers)
+    worker = Worker(app, loglevel=logging.getLevelName(settings.log_level), quiet=True,
+                    redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+class WorkerProcess:
+    """A `chargewatch worker` child process, stopped by its PID."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process writes to it
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "chargewatch", "worker"],
+            env={**os.environ, **self.env}, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return self
+
+    def check_alive(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            raise StackError(f"processor worker exited with code {self._process.returncode}; "
+                             f"see {self.log_path}")
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._process.poll() is None:
+            time.sleep(0.1)
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash at an arbitrary instant, for fault tests."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+def write_config(settings: Settings, path: Path) -> Path:
+    """Write the full effective settings (secrets included, mode 0600) for a child process."""
+    data = settings.model_dump(mode="json")
+    data["clickhouse"]["url"] = settings.clickhouse.url.get_secret_value()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    path.chmod(0o600)
+    return path
