@@ -1,0 +1,88 @@
+"""Schema migrations: the numbered .sql files in `sinks/migrations/`, applied once, in order.
+
+Each applied file is recorded in `{database}.schema_migrations` with its SHA-256, so a
+re-run applies nothing and a file edited after it was applied is refused by name (write a
+new numbered file instead). Files use a `{database}` placeholder and may hold several
+statements, separated by `;` at the end of a line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from clickhouse_connect.driver.client import Client
+
+from sinks.clickhouse import check_identifier
+from sinks.errors import MigrationError
+
+_STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
+_FILE_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statements(self, database: str) -> list[str]:
+        """The file's statements with the database filled in; comment-only chunks dropped."""
+        text = self.sql.replace("{database}", database)
+        chunks = (chunk.strip() for chunk in _STATEMENT_END.split(text))
+        return [chunk for chunk in chunks if _has_code(chunk)]
+
+
+def _has_code(chunk: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in chunk.splitlines())
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    """The migration files in name order; `directory` defaults to the packaged ones."""
+    folder = directory if directory is not None else resources.files("sinks") / "migrations"
+    found = sorted((entry.name, entry) for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    for name, _ in found:
+        if not _FILE_NAME.match(name):
+            raise MigrationError(f"migration file {name!r} must be named NNNN_snake_case.sql")
+    return [Migration(name, entry.read_text(encoding="utf-8")) for name, entry in found]
+
+
+def migrate(client: Client, database: str, directory: Path | None = None) -> list[str]:
+    """Create `database` if needed and apply the migrations not applied yet; return their names.
+
+    Raises MigrationError naming the file when an applied file changed or a statement fails.
+    """
+    check_identifier(database)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
+        "(name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = MergeTree ORDER BY name")
+    applied = dict(client.query(
+        "SELECT name, any(checksum) FROM {db:Identifier}.schema_migrations GROUP BY name",
+        parameters={"db": database}).result_rows)
+    done: list[str] = []
+    for migration in load_migrations(directory):
+        recorded = applied.get(migration.name)
+        if recorded is not None:
+            if recorded != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.name} changed after it was applied to {database} "
+                    f"(checksum {recorded[:12]} recorded, {migration.checksum[:12]} now); "
+                    "restore it and put the change in a new numbered file")
+            continue
+        for statement in migration.statements(database):
+            try:
+                client.command(statement)
+            except Exception as exc:  # noqa: BLE001 - report the file, keep the cause
+                raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
+        client.insert(f"{database}.schema_migrations", [(migration.name, migration.checksum)],
+                      column_names=["name", "checksum"])
+        done.append(migration.name)
+    return done

@@ -1,0 +1,289 @@
+"""The sink loop: sessions-completed and dead-letters → ClickHouse, effectively once.
+
+Per batch, in this order: record the intent (sinks/batches.py), insert under the intent's
+token, publish the batch's dead letters and wait for their delivery, then commit offset
+last+1 synchronously. A crash between any two steps leaves Kafka behind ClickHouse, never
+ahead; the restarted sink rebuilds the recorded batch, and ClickHouse drops the repeat.
+A failed insert or publish pauses consumption and retries the same batch with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from schemas.codec import Codec
+from sinks.batches import Intent, Skip, Wait, Write, plan
+from sinks.session_sink import (
+    DeadLetterSink,
+    Message,
+    SessionSink,
+    Written,
+    load_intents,
+    record_intent,
+)
+
+log = logging.getLogger("chargewatch.sink")
+
+CONSUMER_DEFAULTS = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "fetch.queue.backoff.ms": 10,
+    "session.timeout.ms": 6000,
+    "enable.partition.eof": True,
+}
+_SHARED_PREFIXES = ("bootstrap.servers", "client.id", "security.", "sasl.", "ssl.", "log_level")
+_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+StepHook = Callable[[str, Intent], None]
+"""Called with ("intent", i) after the intent is recorded and ("inserted", i) after the insert."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    rows_written: int
+    batches: int
+    dead_lettered: int
+    last_insert_ms: float
+    retries: int
+    commit_failures: int
+
+
+@dataclass
+class _Partition:
+    """One assigned partition: its buffer, last intent and whether its end was reached."""
+
+    topic: str
+    partition: int
+    intent: Intent | None
+    messages: list[Message] = field(default_factory=list)
+    oldest: float = 0.0
+    end_offset: int | None = None
+    retry: Write | None = None
+    """A batch whose insert or publish failed: written again, unchanged, before anything else."""
+
+
+class SinkRunner:
+    """Consumes both topics in one group and writes them with the batch planner's steps."""
+
+    def __init__(self, consumer_conf: dict[str, Any], sessions_topic: str,
+                 dead_letters_topic: str, client: Client, database: str, codec: Codec,
+                 batch_size: int = 5000, batch_ms: int = 500, *,
+                 on_step: StepHook | None = None) -> None:
+        self.sessions_topic = sessions_topic
+        self.dead_letters_topic = dead_letters_topic
+        self.client = client
+        self.database = database
+        self.codec = codec
+        self.batch_size = batch_size
+        self.batch_ms = batch_ms
+        self._on_step = on_step
+        self._sinks = {sessions_topic: SessionSink(client, database, codec),
+                       dead_letters_topic: DeadLetterSink(client, database, codec)}
+        self._parts: dict[tuple[str, int], _Partition] = {}
+        self._blocked_until = 0.0
+        self._failures = 0
+        self._rows = self._batches = self._dead = self._retries = self._commit_failures = 0
+        self._last_insert_ms = 0.0
+        conf = {**CONSUMER_DEFAULTS, **consumer_conf}
+        self._producer = Producer({k: v for k, v in conf.items()
+                                   if k.startswith(_SHARED_PREFIXES)})
+        self._consumer = Consumer(conf)
+        self._consumer.subscribe([sessions_topic, dead_letters_topic],
+                                 on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_revoke)
+
+    # -- group membership ----------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        intents: dict[str, dict[int, Intent]] = {}
+        for tp in partitions:
+            if tp.topic not in intents:
+                intents[tp.topic] = load_intents(self.client, self.database, tp.topic)
+            self._parts[(tp.topic, tp.partition)] = _Partition(
+                tp.topic, tp.partition, intents[tp.topic].get(tp.partition))
+        if self._blocked_until and partitions:
+            consumer.pause(partitions)
+        log.info("assigned %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Drop what revoked partitions buffered: nothing of it is committed, and the next
+        owner rebuilds the same batches from the recorded intents."""
+        for tp in partitions:
+            self._parts.pop((tp.topic, tp.partition), None)
+        log.info("revoked %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.1) -> None:
+        """Poll and write until `stop` is set, then leave the group."""
+        try:
+            while not stop.is_set():
+                self.poll_once(poll_timeout)
+        finally:
+            self.close()
+
+    def poll_once(self, timeout: float) -> None:
+        """Read what arrived within `timeout`, then write every batch that is ready."""
+        now = time.monotonic()
+        if self._blocked_until > now:  # paused: keep the group membership alive only
+            msg = self._consumer.poll(min(timeout, self._blocked_until - now))
+            if msg is not None:
+                self._take(msg)
+            return
+        for msg in self._consumer.consume(self.batch_size, timeout):
+            self._take(msg)
+        self._flush_ready()
+
+    def _take(self, msg: Any) -> None:
+        part = self._parts.get((msg.topic(), msg.partition()))
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                if part is not None:
+                    part.end_offset = msg.offset()
+                return
+            if err.fatal():
+                raise KafkaException(err)
+            log.warning("consumer: %s", err)
+            return
+        if part is None:  # already revoked; its next owner reads it again
+            return
+        if not part.messages:
+            part.oldest = time.monotonic()
+        part.messages.append(Message(msg.offset(), msg.value(), msg.key()))
+        part.end_offset = None
+
+    def _flush_ready(self) -> None:
+        now = time.monotonic()
+        for part in list(self._parts.values()):
+            while True:
+                step = part.retry or plan(
+                    part.topic, part.partition, [m.offset for m in part.messages], part.intent,
+                    max_size=self.batch_size, due=(now - part.oldest) * 1000 >= self.batch_ms,
+                    end_offset=part.end_offset)
+                if isinstance(step, Wait):
+                    break
+                if isinstance(step, Skip):
+                    self._commit(part, part.messages[step.count - 1].offset + 1)
+                    del part.messages[:step.count]
+                    continue
+                if not self._write(part, step):
+                    part.retry = step
+                    return
+                part.retry = None
+                del part.messages[:step.count]
+                part.oldest = now
+
+    def _write(self, part: _Partition, step: Write) -> bool:
+        """Record the intent (new ranges only), insert, publish dead letters, commit.
+
+        On a ClickHouse or delivery failure: pause, schedule a retry of this same step
+        (recording the same intent again is harmless), return False.
+        """
+        intent = step.intent
+        started = time.perf_counter()
+        try:
+            if step.record:
+                record_intent(self.client, self.database, intent)
+        except Exception as exc:  # noqa: BLE001 - any ClickHouse failure: retry the same batch
+            self._retry_later(f"recording intent {intent.token} failed: {exc}")
+            return False
+        if step.record:
+            part.intent = intent
+            self._hook("intent", intent)
+        try:
+            written = self._sinks[part.topic].write(part.topic, part.partition,
+                                                    part.messages[:step.count], intent.token)
+        except Exception as exc:  # noqa: BLE001 - any ClickHouse failure: retry the same batch
+            self._retry_later(f"insert {intent.token} failed: {exc}")
+            return False
+        self._hook("inserted", intent)
+        try:
+            self._publish(written)
+        except KafkaException as exc:
+            self._retry_later(f"dead letters of {intent.token} not delivered: {exc}")
+            return False
+        self._last_insert_ms = (time.perf_counter() - started) * 1000
+        self._rows += written.rows
+        self._batches += 1
+        self._dead += len(written.dead_letters)
+        self._commit(part, intent.next_offset)
+        if self._failures:
+            self._failures = 0
+            self._blocked_until = 0.0
+            self._consumer.resume(self._consumer.assignment())
+        return True
+
+    def _hook(self, stage: str, intent: Intent) -> None:
+        if self._on_step is not None:
+            self._on_step(stage, intent)
+
+    def _publish(self, written: Written) -> None:
+        if not written.dead_letters:
+            return
+        failures: list[str] = []
+
+        def delivered(err: KafkaError | None, msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+            elif (part := self._parts.get((msg.topic(), msg.partition()))) is not None:
+                part.end_offset = None  # our own letter is on its way to us: not caught up
+
+        for letter in written.dead_letters:
+            self._producer.produce(self.dead_letters_topic, key=letter.original_key,
+                                   value=self.codec.encode_dead_letter(letter,
+                                                                       self.dead_letters_topic),
+                                   on_delivery=delivered)
+            log.warning("dead-lettered %s[%d]@%d: %s", letter.source_topic,
+                        letter.source_partition, letter.source_offset, letter.error)
+        remaining = self._producer.flush(30)
+        if failures or remaining:
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT,
+                                            "; ".join(failures) or f"{remaining} undelivered"))
+
+    def _commit(self, part: _Partition, offset: int) -> None:
+        try:
+            self._consumer.commit(offsets=[TopicPartition(part.topic, part.partition, offset)],
+                                  asynchronous=False)
+        except KafkaException as exc:
+            # Harmless for correctness: ClickHouse has the rows and the intent; a later commit
+            # supersedes this one, or the next owner skips/rebuilds from the intent.
+            self._commit_failures += 1
+            log.warning("commit %s[%d]@%d failed: %s", part.topic, part.partition, offset, exc)
+
+    def _retry_later(self, reason: str) -> None:
+        delay = _BACKOFF_S[min(self._failures, len(_BACKOFF_S) - 1)]
+        self._failures += 1
+        self._retries += 1
+        self._blocked_until = time.monotonic() + delay
+        self._consumer.pause(self._consumer.assignment())
+        log.warning("%s; retrying in %.2fs", reason, delay)
+
+    # -- observation ---------------------------------------------------------------------
+
+    @property
+    def stats(self) -> SinkStats:
+        return SinkStats(self._rows, self._batches, self._dead, self._last_insert_ms,
+                         self._retries, self._commit_failures)
+
+    def stats_dict(self) -> dict[str, Any]:
+        return {**asdict(self.stats), "caught_up": self.caught_up()}
+
+    def caught_up(self) -> bool:
+        """True when every assigned partition reached its end and nothing waits to be written."""
+        return (bool(self._parts) and not self._blocked_until
+                and all(p.end_offset is not None and not p.messages
+                        for p in self._parts.values()))
+
+    def close(self) -> None:
+        """Leave the group without committing anything more (an unfinished batch is re-read)."""
+        self._producer.flush(10)
+        self._consumer.close()

@@ -1,0 +1,174 @@
+"""The sink against the real embedded broker and chDB: rows land once, whatever the crash."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from chargewatch.embedded import EmbeddedBroker
+from chargewatch.topics import Topics, ensure_topics
+from schemas.codec import Codec
+from schemas.records import ChargingSession, SessionState
+from sinks.batches import Intent
+from sinks.clickhouse import connect
+from sinks.migrate import migrate
+from sinks.runner import SinkRunner
+
+pytestmark = pytest.mark.integration
+
+
+class Crash(Exception):
+    """Stands for the process dying at a chosen step."""
+
+
+@pytest.fixture
+def client(chdb_url: str, database: str) -> Iterator[Client]:
+    opened = connect(chdb_url)
+    migrate(opened, database)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def topics(broker: EmbeddedBroker, namespace: str) -> Topics:
+    names = Topics(namespace)
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, names, partitions=2)
+    return names
+
+
+def session(i: int) -> ChargingSession:
+    start = 1_717_000_000_000 + i * 60_000
+    return ChargingSession(
+        session_id=f"S-{i:06d}", version=1, state=SessionState.COMPLETED,
+        station_id=f"ST-{i % 7}", connector_id=1 + i % 2, transaction_id=str(i), id_tag=None,
+        vehicle_id=f"EV-{i % 11}", start_ms=start, end_ms=start + 1_800_000,
+        meter_start_wh=1000.0 * i, meter_end_wh=1000.0 * i + 7500.0, energy_wh=7500.0,
+        soc_start_pct=20.0, soc_end_pct=80.0, max_power_w=22000.0, avg_power_w=15000.0,
+        charging_ms=1_800_000, plugged_ms=1_800_000, cost=Decimal("3.53"), currency="EUR",
+        event_count=12)
+
+
+def produce(broker: EmbeddedBroker, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for key, value in values:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def produce_sessions(broker: EmbeddedBroker, topics: Topics, ids: range) -> None:
+    codec = Codec()
+    produce(broker, topics.sessions_completed,
+            [(f"S-{i:06d}".encode(), codec.encode_session(session(i), topics.sessions_completed))
+             for i in ids])
+
+
+def runner(broker: EmbeddedBroker, topics: Topics, client: Client, database: str, *,
+           batch_size: int = 5000, on_step: Callable[[str, Intent], None] | None = None
+           ) -> SinkRunner:
+    return SinkRunner({"bootstrap.servers": broker.bootstrap_servers,
+                       "group.id": f"{topics.namespace}-sink"},
+                      topics.sessions_completed, topics.dead_letters, client, database, Codec(),
+                      batch_size=batch_size, batch_ms=200, on_step=on_step)
+
+
+def run_until_idle(sink: SinkRunner, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not sink.caught_up():
+            assert time.monotonic() < deadline, f"sink not caught up: {sink.stats}"
+            sink.poll_once(0.1)
+    finally:
+        sink.close()
+
+
+def count(client: Client, database: str, table: str = "charging_sessions") -> tuple[int, int]:
+    """(rows, distinct session ids) without FINAL: duplicates would show here."""
+    return client.query(f"SELECT count(), uniqExact(session_id) FROM {database}.{table}"
+                        ).result_rows[0]
+
+
+def test_rows_equal_what_was_produced(broker: EmbeddedBroker, topics: Topics, client: Client,
+                                      database: str) -> None:
+    produce_sessions(broker, topics, range(300))
+    sink = runner(broker, topics, client, database, batch_size=64)
+    # ClickHouse "down" at first (its table is missing): the sink retries the same batch.
+    client.command(f"RENAME TABLE {database}.charging_sessions TO {database}.away")
+    deadline = time.monotonic() + 20
+    while sink.stats.retries < 2:
+        assert time.monotonic() < deadline, "the failed insert was not retried"
+        sink.poll_once(0.1)
+    assert sink.stats.rows_written == 0
+    client.command(f"RENAME TABLE {database}.away TO {database}.charging_sessions")
+    run_until_idle(sink)
+    assert count(client, database) == (300, 300)
+    assert sink.stats.rows_written == 300 and sink.stats.batches >= 300 // 64
+    stored = client.query(f"SELECT session_id, station_id, vehicle_id, cost, start_time, "
+                          f"toUnixTimestamp64Milli(end_time), flags FROM {database}."
+                          "charging_sessions WHERE session_id = 'S-000042'").result_rows
+    s = session(42)
+    assert stored[0][:4] == ("S-000042", s.station_id, s.vehicle_id, Decimal("3.53"))
+    assert stored[0][5:] == (s.end_ms, [])
+    probe = Consumer({"bootstrap.servers": broker.bootstrap_servers,
+                      "group.id": f"{topics.namespace}-sink"})
+    committed = probe.committed([TopicPartition(topics.sessions_completed, p) for p in (0, 1)],
+                                timeout=10)
+    probe.close()
+    assert sum(tp.offset for tp in committed) == 300  # every offset committed, after its insert
+
+
+def crash_at(stage: str) -> Callable[[str, Intent], None]:
+    def die(step: str, intent: Intent) -> None:
+        if step == stage:
+            raise Crash(intent.token)
+    return die
+
+
+def run_until_crash(sink: SinkRunner) -> None:
+    with pytest.raises(Crash):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            sink.poll_once(0.1)
+    sink.close()  # leaves the group without committing the crashed batch
+
+
+def test_crashes_then_restart_write_every_row_once(broker: EmbeddedBroker, topics: Topics,
+                                                  client: Client, database: str) -> None:
+    produce_sessions(broker, topics, range(120))
+    # 1. Dies after recording the intent of its first batch, before inserting it.
+    run_until_crash(runner(broker, topics, client, database, batch_size=25,
+                           on_step=crash_at("intent")))
+    assert count(client, database) == (0, 0)
+    # 2. Rebuilds that batch (its own size would be 40), inserts it, dies before the commit.
+    run_until_crash(runner(broker, topics, client, database, batch_size=40,
+                           on_step=crash_at("inserted")))
+    assert count(client, database) == (25, 25)
+    # 3. Batches differently again; the recorded intent still cuts the first batch to the
+    #    same range, so ClickHouse drops the repeat. No FINAL needed to see no duplicate.
+    last = runner(broker, topics, client, database, batch_size=5000)
+    run_until_idle(last)
+    assert count(client, database) == (120, 120)
+    assert last.stats.rows_written == 120  # 25 of them dropped by ClickHouse as a repeat
+
+
+def test_undecodable_message_is_dead_lettered_and_good_rows_land(
+        broker: EmbeddedBroker, topics: Topics, client: Client, database: str) -> None:
+    produce_sessions(broker, topics, range(10))
+    produce(broker, topics.sessions_completed, [(b"bad-key", b"\x00not avro at all")])
+    produce_sessions(broker, topics, range(10, 20))
+    produce(broker, topics.dead_letters, [(b"k", b"garbage on the dead-letters topic")])
+    sink = runner(broker, topics, client, database)
+    run_until_idle(sink)
+    assert count(client, database) == (20, 20)
+    assert sink.stats.dead_lettered == 1
+    letters = client.query(
+        f"SELECT original, original_key, source_topic, stage, error "
+        f"FROM {database}.dead_letters FINAL ORDER BY source_topic").result_rows
+    assert [row[:4] for row in letters] == [
+        ("garbage on the dead-letters topic", "k", topics.dead_letters, "sink"),
+        ("\x00not avro at all", "bad-key", topics.sessions_completed, "sink")]
+    assert all(row[4] for row in letters)  # each with its reason
