@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.console import Console
 
 from chargewatch.publishing import console, fleet_config, progress_bar, publish_simulation
@@ -30,7 +31,7 @@ def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0) -> dic
     if settings.clickhouse.url.get_secret_value() == "chdb://.data/chdb":
         shutil.rmtree(run_dir / "chdb", ignore_errors=True)
         settings = settings.model_copy(update={"clickhouse": settings.clickhouse.model_copy(
-            update={"url": f"chdb://{run_dir / 'chdb'}"})})
+            update={"url": SecretStr(f"chdb://{run_dir.resolve() / 'chdb'}")})})
     simulation = simulate(fleet_config(settings))
     expected = sum(1 for _ in simulation.truth())
     console.print(f"[bold]ChargeWatch demo[/bold]: {settings.simulator.stations} stations, "

@@ -1,0 +1,131 @@
+"""The Faust app: topics, the station-state table and the stitching agent.
+
+A thin adapter: everything the agent decides comes from `BatchProcessor`; this module only
+moves bytes between Kafka, the changelog-backed table and that processor.
+
+Order per batch, which is what makes a crash at any instant safe: (1) publish the batch's
+outputs and wait until Kafka has them, (2) write each changed station state to the table,
+its changelog record going to the station's own partition, (3) Faust commits the offsets
+later. A crash before (2) replays the batch and republishes the same records (same IDs,
+same versions: the sink and ClickHouse deduplicate them); a crash after (2) finds every
+event already applied, because the state remembers its last applied position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+
+import faust
+from faust.types import EventT
+
+from chargewatch.settings import Settings
+from chargewatch.topics import Topics
+from processors.batch import BatchOutput, BatchProcessor, RawMessage
+from processors.pricing import SimpleTariff
+from processors.session_ids import IdTemplate
+from processors.stitcher import SessionStitcher, StitcherConfig
+from schemas.codec import Codec
+
+log = logging.getLogger("chargewatch.processor")
+
+
+def build_stitcher(settings: Settings) -> SessionStitcher:
+    tariff = settings.processor.tariff
+    return SessionStitcher(StitcherConfig(
+        partitions=settings.kafka.partitions,
+        id_template=IdTemplate.parse(settings.processor.id_template),
+        tariff=SimpleTariff(tariff.currency, tariff.per_kwh, tariff.per_minute),
+    ))
+
+
+def create_app(settings: Settings, bootstrap_servers: str) -> faust.App:
+    """A Faust app for these settings, with the stitching agent registered."""
+    topics = Topics(settings.kafka.namespace)
+    app = faust.App(
+        f"{settings.kafka.namespace}-processor",
+        broker=f"kafka://{bootstrap_servers}",
+        store="memory://",
+        datadir=str(settings.processor.data_dir),
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        broker_session_timeout=settings.kafka.session_timeout_ms / 1000,
+        broker_heartbeat_interval=1.0,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        broker_max_poll_records=2000,
+        stream_buffer_maxsize=8192,
+        producer_linger=0.005,
+        web_port=settings.processor.web_port,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+    )
+    codec = Codec(settings.kafka.schema_registry_url)
+    meter_events = app.topic(topics.meter_events, key_type=bytes, value_type=bytes,
+                             key_serializer="raw", value_serializer="raw")
+    updates_topic = app.topic(topics.session_updates, key_serializer="raw",
+                              value_serializer="raw")
+    completed_topic = app.topic(topics.sessions_completed, key_serializer="raw",
+                                value_serializer="raw")
+    dead_letters_topic = app.topic(topics.dead_letters, key_serializer="raw",
+                                   value_serializer="raw")
+    stations = app.Table("station-state", partitions=settings.kafka.partitions,
+                         key_type=bytes, value_type=bytes)
+    processor = BatchProcessor(build_stitcher(settings), codec.decode_meter_events,
+                               lambda: int(time.time() * 1000))
+
+    def load_state(station_id: str) -> bytes | None:
+        return stations.data.get(station_id.encode())
+
+    async def publish(out: BatchOutput) -> None:
+        pending: list[Awaitable[object]] = []
+        for session in out.completed:
+            pending.append(await completed_topic.send(
+                key=session.session_id.encode(),
+                value=codec.encode_session(session, topics.sessions_completed), force=True))
+        for session in out.updates:
+            pending.append(await updates_topic.send(
+                key=session.session_id.encode(),
+                value=codec.encode_session(session, topics.session_updates), force=True))
+        for letter in out.dead_letters:
+            pending.append(await dead_letters_topic.send(
+                key=letter.original_key,
+                value=codec.encode_dead_letter(letter, topics.dead_letters), force=True))
+        if pending:
+            await asyncio.gather(*pending)
+
+    def save_states(out: BatchOutput) -> None:
+        for station_id, (partition, blob) in out.states.items():
+            key = station_id.encode()
+            stations.data[key] = blob
+            stations.send_changelog(partition, key, blob)
+
+    @app.agent(meter_events, concurrency=1, name="stitch")
+    async def stitch(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.processor.batch_max,
+                                                settings.processor.batch_within_s):
+            out = processor.process([_raw(event) for event in events], load_state)
+            await publish(out)
+            save_states(out)
+            counts = out.counts
+            log.info("batch: %d messages, %d events read, %d used, %d duplicate, "
+                     "%d dead-lettered", counts.messages, counts.events_read,
+                     counts.events_used, counts.duplicates, counts.dead_lettered)
+
+    @app.task
+    async def quiet_root_logger() -> None:
+        # Faust's worker leaves the root logger at DEBUG: every debug call then builds a record.
+        logging.getLogger().setLevel(settings.log_level)
+
+    return app
+
+
+def _raw(event: EventT) -> RawMessage:
+    message = event.message
+    return RawMessage(message.topic, message.partition, message.offset, message.key,
+                      message.value)

@@ -1,0 +1,120 @@
+"""One batch of meter-events messages through the stitcher: the engine-free heart of the agent.
+
+The Faust agent (and a plain consumer loop in benchmarks) hands over raw messages and a way
+to read station state; it gets back what to publish and which station states changed.
+Each station's state is decoded once and encoded once per batch, and open sessions are
+published once per batch with their latest running state, because per-message framework
+cost, not the domain logic, is the ceiling (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from processors.state import StationState
+from processors.stitcher import SessionStitcher
+from schemas.errors import DecodeError
+from schemas.records import ChargingSession, DeadLetter, EventPosition, MeterEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class BatchCounts:
+    """The books of a batch: read = used + duplicates + dead-lettered."""
+
+    messages: int = 0
+    events_read: int = 0
+    events_used: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    updates: list[ChargingSession] = field(default_factory=list)
+    completed: list[ChargingSession] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    states: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    """Changed station states: station id -> (its partition, encoded state)."""
+    counts: BatchCounts = field(default_factory=BatchCounts)
+
+
+class BatchProcessor:
+    """Decodes, stitches and collects the outputs of one batch of messages."""
+
+    def __init__(
+        self,
+        stitcher: SessionStitcher,
+        decode: Callable[[bytes], list[MeterEvent]],
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self._stitcher = stitcher
+        self._decode = decode
+        self._clock_ms = clock_ms
+
+    def process(
+        self, messages: Sequence[RawMessage], load_state: Callable[[str], bytes | None]
+    ) -> BatchOutput:
+        out = BatchOutput()
+        states: dict[str, StationState | None] = {}
+        partitions: dict[str, int] = {}
+        touched: dict[tuple[str, int], None] = {}
+        stitcher = self._stitcher
+        for message in messages:
+            out.counts.messages += 1
+            try:
+                events = self._decode(message.value)
+            except DecodeError as exc:
+                out.counts.events_read += 1
+                self._dead_letter(out, message, f"undecodable meter-events message: {exc}")
+                continue
+            for index, event in enumerate(events):
+                out.counts.events_read += 1
+                station = event.station_id
+                if station not in states:
+                    blob = load_state(station) if station else None
+                    states[station] = StationState.from_bytes(blob) if blob else None
+                result = stitcher.apply(states[station], event,
+                                        EventPosition(message.partition, message.offset, index))
+                if result.duplicate:
+                    out.counts.duplicates += 1
+                    continue
+                states[station] = result.state
+                partitions[station] = message.partition
+                if result.rejected is not None:
+                    self._dead_letter(out, message, f"event {index} ({event.event_id}): "
+                                                    f"{result.rejected}")
+                    continue
+                out.counts.events_used += 1
+                for connector_id in result.updates:
+                    touched[(station, connector_id)] = None
+                out.completed.extend(result.completed)
+        for station, connector_id in touched:
+            state = states[station]
+            running = stitcher.snapshot(state, connector_id) if state else None
+            if running is not None:
+                out.updates.append(running)
+        out.states = {
+            station: (partitions[station], state.to_bytes())
+            for station, state in states.items()
+            if state is not None and station and station in partitions
+        }
+        return out
+
+    def _dead_letter(self, out: BatchOutput, message: RawMessage, reason: str) -> None:
+        out.counts.dead_lettered += 1
+        out.dead_letters.append(DeadLetter(
+            original=message.value, source_topic=message.topic,
+            source_partition=message.partition, source_offset=message.offset,
+            stage="processor", error=reason, failed_ms=self._clock_ms(),
+            original_key=message.key,
+        ))

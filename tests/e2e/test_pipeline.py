@@ -1,0 +1,141 @@
+"""Simulator → Kafka → Faust → ClickHouse, compared with the simulator's ground truth, exactly.
+
+The verifier reads only ClickHouse and the truth; it knows nothing of the processor.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from chargewatch.embedded import EmbeddedBroker
+from chargewatch.publishing import fleet_config, progress_bar, publish_simulation
+from chargewatch.settings import Settings, load_settings
+from chargewatch.stack import LocalStack
+from producers.publisher import EventPublisher
+from producers.simulator import simulate
+from producers.truth import TrueSession
+from schemas.codec import Codec
+
+pytestmark = pytest.mark.e2e
+
+FLEET = {"stations": 25, "duration_h": 12.0, "seed": 11}
+
+
+def _settings(bootstrap: str, chdb: Path) -> Settings:
+    return load_settings(
+        kafka={"bootstrap_servers": bootstrap, "namespace": f"e2e{uuid.uuid4().hex[:8]}",
+               "partitions": 3},
+        clickhouse={"url": f"chdb://{chdb}", "database": "chargewatch"},
+        simulator=FLEET,
+    )
+
+
+def _run(settings: Settings, run_dir: Path, poison: bytes | None = None
+         ) -> tuple[list[TrueSession], dict[tuple[str, int, int], dict[str, Any]], int]:
+    """Run the pipeline once; returns the truth, ClickHouse's rows by natural key, dead letters."""
+    simulation = simulate(fleet_config(settings))
+    truth = list(simulation.truth())
+    with LocalStack(settings, run_dir) as stack:
+        codec = Codec()
+        topic = stack.topics.meter_events
+        publisher = EventPublisher({"bootstrap.servers": stack.bootstrap_servers}, topic,
+                                   lambda events: codec.encode_meter_events(events, topic))
+        if poison is not None:
+            publisher.publish_raw(topic, b"CS-POISON", poison)
+        with progress_bar() as progress:
+            publish_simulation(simulation, publisher, None, progress)
+        stack.wait_for_sessions(len(truth), timeout_s=240)
+        database = settings.clickhouse.database
+        result = stack.client.query(
+            f"SELECT * FROM {database}.charging_sessions FINAL ORDER BY session_id")
+        rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+        dead = 0
+        if poison is not None:
+            deadline = time.monotonic() + 60
+            while dead == 0 and time.monotonic() < deadline:
+                dead = int(stack.client.command(
+                    f"SELECT count() FROM {database}.dead_letters WHERE stage = 'processor'"))
+                time.sleep(0.25)
+    by_key = {(r["station_id"], r["connector_id"], _ms(r["start_time"])): r for r in rows}
+    assert len(by_key) == len(rows), "two sessions share station, connector and start"
+    return truth, by_key, dead
+
+
+def _ms(value: Any) -> int:
+    return int(round(value.timestamp() * 1000))
+
+
+def _assert_matches_truth(truth: list[TrueSession],
+                          rows: dict[tuple[str, int, int], dict[str, Any]]) -> None:
+    assert len(rows) == len(truth)
+    for true in truth:
+        row = rows[(true.station_id, true.connector_id, true.start_ms)]
+        assert row["state"] == "completed"
+        assert row["vehicle_id"] == true.vehicle_id
+        assert row["id_tag"] == true.id_tag
+        assert row["transaction_id"] == true.transaction_id
+        assert _ms(row["end_time"]) == true.end_ms
+        assert round(row["energy_wh"]) == true.energy_wh
+        assert row["soc_start_pct"] == pytest.approx(true.soc_start_pct, abs=1e-3)
+        assert row["soc_end_pct"] == pytest.approx(true.soc_end_pct, abs=1e-3)
+        assert Decimal(row["cost"]) == true.cost, (true, row["cost"])
+        assert row["currency"] == true.currency
+
+
+def test_pipeline_matches_ground_truth_and_ids_repeat(broker: EmbeddedBroker,
+                                                        tmp_path: Path) -> None:
+    first = _settings(broker.bootstrap_servers, tmp_path / "one" / "chdb")
+    truth, rows, dead = _run(first, tmp_path / "one", poison=b"\x00garbage that is not avro")
+    _assert_matches_truth(truth, rows)
+    assert dead == 1, "the undecodable message should be one dead letter in ClickHouse"
+
+    second = _settings(broker.bootstrap_servers, tmp_path / "two" / "chdb")
+    _, rows_again, _ = _run(second, tmp_path / "two", poison=b"\x00garbage that is not avro")
+    assert {k: r["session_id"] for k, r in rows_again.items()} == \
+        {k: r["session_id"] for k, r in rows.items()}
+
+
+def test_worker_restart_continues_from_its_table(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """A worker stopped half-way and started again loses and duplicates nothing."""
+    settings = _settings(broker.bootstrap_servers, tmp_path / "chdb")
+    simulation = simulate(fleet_config(settings))
+    truth = list(simulation.truth())
+    messages = list(simulation.messages())
+    half = len(messages) // 2
+    with LocalStack(settings, tmp_path) as stack:
+        producer = Producer({"bootstrap.servers": stack.bootstrap_servers,
+                             "enable.idempotence": True, "partitioner": "murmur2_random"})
+        codec = Codec()
+        topic = stack.topics.meter_events
+
+        def send(batch: list[tuple[str, list[Any]]]) -> None:
+            for station, events in batch:
+                producer.produce(topic, key=station.encode(),
+                                 value=codec.encode_meter_events(events, topic))
+                producer.poll(0)
+            producer.flush(30)
+
+        send(messages[:half])
+        database = settings.clickhouse.database
+        deadline = time.monotonic() + 120
+        while int(stack.client.command(
+                f"SELECT count() FROM {database}.charging_sessions")) == 0:
+            assert time.monotonic() < deadline, "no session landed before the restart"
+            time.sleep(0.25)
+        assert stack.worker is not None
+        stack.worker.stop()
+        stack.start_worker()
+        send(messages[half:])
+        stack.wait_for_sessions(len(truth), timeout_s=240)
+        result = stack.client.query(
+            f"SELECT * FROM {database}.charging_sessions FINAL ORDER BY session_id")
+        rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+    by_key = {(r["station_id"], r["connector_id"], _ms(r["start_time"])): r for r in rows}
+    _assert_matches_truth(truth, by_key)
