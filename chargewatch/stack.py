@@ -99,6 +99,9 @@ class LocalStack:
         with contextlib.suppress(Exception):
             if self.sink:
                 self.sink.stop()
+        with contextlib.suppress(Exception):
+            if self.client is not None:
+                self.client.close()
         if self.broker:
             self.broker.stop()
 

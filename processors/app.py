@@ -19,10 +19,11 @@ import time
 from collections.abc import Awaitable
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
+from processors.agents import StationStore
 from processors.batch import BatchOutput, BatchProcessor, RawMessage
 from processors.pricing import SimpleTariff
 from processors.session_ids import IdTemplate
@@ -79,8 +80,11 @@ def create_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     processor = BatchProcessor(build_stitcher(settings), codec.decode_meter_events,
                                lambda: int(time.time() * 1000))
 
-    def load_state(station_id: str) -> bytes | None:
-        return stations.data.get(station_id.encode())
+    store = StationStore(stations, bootstrap_servers)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: object, revoked: set[TP], **_: object) -> None:
+        store.forget(tp.partition for tp in revoked if tp.topic == topics.meter_events)
 
     async def publish(out: BatchOutput) -> None:
         pending: list[Awaitable[object]] = []
@@ -101,15 +105,15 @@ def create_app(settings: Settings, bootstrap_servers: str) -> faust.App:
 
     def save_states(out: BatchOutput) -> None:
         for station_id, (partition, blob) in out.states.items():
-            key = station_id.encode()
-            stations.data[key] = blob
-            stations.send_changelog(partition, key, blob)
+            store.put(station_id, partition, blob)
 
     @app.agent(meter_events, concurrency=1, name="stitch")
     async def stitch(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.processor.batch_max,
                                                 settings.processor.batch_within_s):
-            out = processor.process([_raw(event) for event in events], load_state)
+            messages = [_raw(event) for event in events]
+            await store.ensure_loaded({message.partition for message in messages})
+            out = processor.process(messages, store.get)
             await publish(out)
             save_states(out)
             counts = out.counts

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,6 +28,10 @@ def database() -> str:
     return f"cw_{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def chdb_url(tmp_path: Path) -> str:
-    return f"chdb://{tmp_path / 'chdb'}"
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One chDB folder per test run: chDB's engine is one per process, with one path.
+
+    Tests stay apart by database name (the `database` fixture).
+    """
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"

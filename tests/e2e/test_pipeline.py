@@ -28,11 +28,11 @@ pytestmark = pytest.mark.e2e
 FLEET = {"stations": 25, "duration_h": 12.0, "seed": 11}
 
 
-def _settings(bootstrap: str, chdb: Path) -> Settings:
+def _settings(bootstrap: str, chdb_url: str) -> Settings:
     return load_settings(
         kafka={"bootstrap_servers": bootstrap, "namespace": f"e2e{uuid.uuid4().hex[:8]}",
                "partitions": 3},
-        clickhouse={"url": f"chdb://{chdb}", "database": "chargewatch"},
+        clickhouse={"url": chdb_url, "database": f"e2e_{uuid.uuid4().hex[:8]}"},
         simulator=FLEET,
     )
 
@@ -89,22 +89,23 @@ def _assert_matches_truth(truth: list[TrueSession],
         assert row["currency"] == true.currency
 
 
-def test_pipeline_matches_ground_truth_and_ids_repeat(broker: EmbeddedBroker,
+def test_pipeline_matches_ground_truth_and_ids_repeat(broker: EmbeddedBroker, chdb_url: str,
                                                         tmp_path: Path) -> None:
-    first = _settings(broker.bootstrap_servers, tmp_path / "one" / "chdb")
+    first = _settings(broker.bootstrap_servers, chdb_url)
     truth, rows, dead = _run(first, tmp_path / "one", poison=b"\x00garbage that is not avro")
     _assert_matches_truth(truth, rows)
     assert dead == 1, "the undecodable message should be one dead letter in ClickHouse"
 
-    second = _settings(broker.bootstrap_servers, tmp_path / "two" / "chdb")
+    second = _settings(broker.bootstrap_servers, chdb_url)
     _, rows_again, _ = _run(second, tmp_path / "two", poison=b"\x00garbage that is not avro")
     assert {k: r["session_id"] for k, r in rows_again.items()} == \
         {k: r["session_id"] for k, r in rows.items()}
 
 
-def test_worker_restart_continues_from_its_table(broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_worker_restart_continues_from_its_table(broker: EmbeddedBroker, chdb_url: str,
+                                                 tmp_path: Path) -> None:
     """A worker stopped half-way and started again loses and duplicates nothing."""
-    settings = _settings(broker.bootstrap_servers, tmp_path / "chdb")
+    settings = _settings(broker.bootstrap_servers, chdb_url)
     simulation = simulate(fleet_config(settings))
     truth = list(simulation.truth())
     messages = list(simulation.messages())
