@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from chargewatch.errors import ChargeWatchError, ConfigError
+from chargewatch.reporting import add_report_arguments, cmd_report
 from chargewatch.settings import Settings, load_settings
 
 err = Console(stderr=True)
@@ -98,18 +99,6 @@ def cmd_session(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    from chargewatch.lookup import open_source
-    from chargewatch.render import print_rows
-
-    params = {k: v for k, v in {"date_from": args.date_from, "date_to": args.date_to,
-                                "station": args.station, "month": args.month,
-                                "limit": args.limit}.items() if v is not None}
-    report = open_source(settings).report(args.name, **params)
-    print_rows(report.columns, report.rows, _fmt(args), title=args.name)
-    return 0
-
-
 def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.render import print_rows, to_json
 
@@ -174,14 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("session", cmd_session, "print one completed session")
     p.add_argument("session_id")
     _add_format(p, csv=False)
-    p = add("report", cmd_report, "print a named report")
-    p.add_argument("name", help="summary, top-stations, station-daily, cost-per-vehicle")
-    p.add_argument("--from", dest="date_from", help="first day, YYYY-MM-DD")
-    p.add_argument("--to", dest="date_to", help="last day, YYYY-MM-DD")
-    p.add_argument("--station")
-    p.add_argument("--month", help="YYYY-MM")
-    p.add_argument("--limit", type=int)
-    _add_format(p)
+    p = add("report", cmd_report, "print a named report (table, CSV, JSON, chart)")
+    add_report_arguments(p)
     p = add("config", cmd_config_show, "show the effective configuration (secrets masked)")
     p.add_argument("action", choices=["show"])
     p.add_argument("--json", action="store_true")
