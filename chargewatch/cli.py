@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from chargewatch.errors import ChargeWatchError, ConfigError
 from chargewatch.reporting import add_report_arguments, cmd_report
 from chargewatch.settings import Settings, load_settings
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fmt(args: argparse.Namespace) -> str:
@@ -58,6 +59,7 @@ def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.sink_service import SinkService
 
     service = SinkService(settings, _require_bootstrap(settings)).start()
+    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
     err.print(f"sink running; web endpoint on 127.0.0.1:{service.web_port}")
     try:
         service.wait()

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from chargewatch.errors import ConfigError
+from processors.session_ids import IdTemplate
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _UNPREFIXED = {
@@ -62,6 +63,13 @@ class TariffSettings(BaseModel):
 class ProcessorSettings(BaseModel):
     model_config = _FROZEN
     id_template: str = Field("EV-{num:09d}", description="Session ID template (README).")
+
+    @field_validator("id_template")
+    @classmethod
+    def _unique_by_construction(cls, value: str) -> str:
+        IdTemplate.parse(value)  # InvalidIdTemplate is a ValueError: a clear config error
+        return value
+
     batch_max: int = Field(2000, ge=1, description="Messages per processing batch.")
     batch_within_s: float = Field(0.1, gt=0, description="Longest wait to fill a batch.")
     web_port: int = Field(6066, ge=0, le=65535)

@@ -1,0 +1,102 @@
+"""The `chargewatch` command as a person runs it: separate processes, real broker, real chDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from chargewatch.embedded import EmbeddedBroker, free_port
+from chargewatch.topics import Topics, ensure_topics
+from schemas.codec import Codec
+from schemas.records import ChargingSession, SessionState
+
+pytestmark = pytest.mark.integration
+
+
+def _run(*args: str, env: dict[str, str] | None = None,
+         timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "chargewatch", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_config_show_masks_secrets() -> None:
+    result = _run("config", "show", "--json",
+                  env={"CLICKHOUSE_URL": "http://bi:s3cret-pw@ch.example:8123"})
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["clickhouse"]["url"] == "http://bi:***@ch.example:8123"
+    assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value", "named"), [
+    ("CHARGEWATCH_KAFKA__PARTITIONS", "0", "kafka.partitions"),
+    ("CHARGEWATCH_PROCESSOR__ID_TEMPLATE", "EV-{station_seq}", "processor.id_template"),
+    ("CHARGEWATCH_CLICKHOUSE__DATABASE", "x; DROP TABLE y", "clickhouse.database"),
+])
+def test_invalid_configuration_exits_2_with_one_line(variable: str, value: str,
+                                                       named: str) -> None:
+    result = _run("config", "show", env={variable: value})
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def _session(session_id: str) -> ChargingSession:
+    return ChargingSession(
+        session_id=session_id, version=1, state=SessionState.COMPLETED, station_id="CS-0042",
+        connector_id=2, transaction_id="T-9", id_tag="04AABBCCDDEEFF", vehicle_id="VIN123",
+        start_ms=1_795_400_000_000, end_ms=1_795_403_600_000, meter_start_wh=1000.0,
+        meter_end_wh=21000.0, energy_wh=20000.0, soc_start_pct=20.0, soc_end_pct=80.0,
+        max_power_w=22000.0, avg_power_w=20000.0, charging_ms=3_600_000,
+        plugged_ms=3_600_000, cost=Decimal("9.00"), currency="EUR", event_count=62,
+        stop_reason="EVDisconnected")
+
+
+def test_session_lookup_asks_the_sink_that_holds_chdb(broker: EmbeddedBroker, namespace: str,
+                                                     tmp_path: Path) -> None:
+    topics = Topics(namespace)
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, 2)
+    port = free_port()
+    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+           "CHARGEWATCH_KAFKA__NAMESPACE": namespace,
+           "CLICKHOUSE_URL": f"chdb://{tmp_path / 'chdb'}",
+           "CHARGEWATCH_SINK__WEB_PORT": str(port)}
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    producer.produce(topics.sessions_completed, key=b"EV-000000042",
+                     value=Codec().encode_session(_session("EV-000000042"),
+                                                  topics.sessions_completed))
+    producer.flush(10)
+    sink = subprocess.Popen([sys.executable, "-m", "chargewatch", "sink"],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "sink never wrote the session"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if json.load(r)["rows_written"] >= 1:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        found = _run("session", "EV-000000042", "--json", env=env)
+        assert found.returncode == 0, found.stderr
+        record = json.loads(found.stdout)
+        assert record["station_id"] == "CS-0042"
+        assert Decimal(record["cost"]) == Decimal("9.00")
+        missing = _run("session", "EV-404", env=env)
+        assert missing.returncode == 1
+        assert "no completed session" in missing.stderr
+    finally:
+        sink.terminate()
+        sink.wait(timeout=30)
