@@ -14,13 +14,17 @@ from pathlib import Path
 from pydantic import SecretStr
 from rich.console import Console
 
-from chargewatch.publishing import console, fleet_config, progress_bar, publish_simulation
+from chargewatch.publishing import (
+    console,
+    fleet_config,
+    meter_publisher,
+    progress_bar,
+    publish_simulation,
+)
 from chargewatch.render import print_record, print_rows
 from chargewatch.settings import Settings
 from chargewatch.stack import LocalStack
-from producers.publisher import EventPublisher
 from producers.simulator import simulate
-from schemas.codec import Codec
 from sinks import reports
 
 out = Console()
@@ -41,10 +45,7 @@ def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0) -> dic
         broker = stack.broker.bootstrap_servers if stack.broker else stack.bootstrap_servers
         console.print(f"broker {broker} · processor pid {stack.worker.pid if stack.worker else '-'}"
                       f" · ClickHouse {settings.clickhouse.url.get_secret_value()}")
-        codec = Codec(settings.kafka.schema_registry_url)
-        topic = stack.topics.meter_events
-        publisher = EventPublisher({"bootstrap.servers": stack.bootstrap_servers}, topic,
-                                   lambda events: codec.encode_meter_events(events, topic))
+        publisher = meter_publisher(settings, stack.bootstrap_servers, create_topics=False)[0]
         started = time.monotonic()
         with progress_bar() as progress:
             publish_simulation(simulation, publisher, None, progress)

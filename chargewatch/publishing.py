@@ -62,17 +62,23 @@ def publish_simulation(simulation: Simulation, publisher: EventPublisher | None,
     return publisher.flush(timeout=120) if publisher else None
 
 
+def meter_publisher(settings: Settings, bootstrap: str,
+                    create_topics: bool = True) -> tuple[EventPublisher, Codec, Topics]:
+    """A publisher of meter events encoded for these settings (topics created if missing)."""
+    topics = Topics(settings.kafka.namespace)
+    if create_topics:
+        ensure_topics({"bootstrap.servers": bootstrap}, topics, settings.kafka.partitions)
+    codec = Codec(settings.kafka.schema_registry_url)
+    publisher = EventPublisher({"bootstrap.servers": bootstrap}, topics.meter_events,
+                               lambda events: codec.encode_meter_events(
+                                   events, topics.meter_events))
+    return publisher, codec, topics
+
+
 def simulate_to(settings: Settings, bootstrap: str | None, truth_path: Path,
                 events_path: Path | None) -> None:
     simulation = simulate(fleet_config(settings))
-    publisher = None
-    if bootstrap:
-        topics = Topics(settings.kafka.namespace)
-        ensure_topics({"bootstrap.servers": bootstrap}, topics, settings.kafka.partitions)
-        codec = Codec(settings.kafka.schema_registry_url)
-        publisher = EventPublisher({"bootstrap.servers": bootstrap}, topics.meter_events,
-                                   lambda events: codec.encode_meter_events(
-                                       events, topics.meter_events))
+    publisher = meter_publisher(settings, bootstrap)[0] if bootstrap else None
     with progress_bar() as progress:
         publish_simulation(simulation, publisher, events_path, progress)
     sessions = write_truth(truth_path, simulation.truth(), simulation.meta())
@@ -84,12 +90,7 @@ def simulate_to(settings: Settings, bootstrap: str | None, truth_path: Path,
 def replay(settings: Settings, bootstrap: str, path: Path) -> ReplayStats:
     if not path.is_file():
         raise ConfigError(f"replay file {path} does not exist")
-    topics = Topics(settings.kafka.namespace)
-    ensure_topics({"bootstrap.servers": bootstrap}, topics, settings.kafka.partitions)
-    codec = Codec(settings.kafka.schema_registry_url)
-    publisher = EventPublisher({"bootstrap.servers": bootstrap}, topics.meter_events,
-                               lambda events: codec.encode_meter_events(
-                                   events, topics.meter_events))
+    publisher, codec, topics = meter_publisher(settings, bootstrap)
     with progress_bar() as progress:
         task = progress.add_task(f"replaying {path.name}", total=None)
         stats = replay_file(path, publisher, topics.dead_letters,

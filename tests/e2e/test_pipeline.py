@@ -15,10 +15,14 @@ import pytest
 from confluent_kafka import Producer
 
 from chargewatch.embedded import EmbeddedBroker
-from chargewatch.publishing import fleet_config, progress_bar, publish_simulation
+from chargewatch.publishing import (
+    fleet_config,
+    meter_publisher,
+    progress_bar,
+    publish_simulation,
+)
 from chargewatch.settings import Settings, load_settings
 from chargewatch.stack import LocalStack
-from producers.publisher import EventPublisher
 from producers.simulator import simulate
 from producers.truth import TrueSession
 from schemas.codec import Codec
@@ -43,10 +47,8 @@ def _run(settings: Settings, run_dir: Path, poison: bytes | None = None
     simulation = simulate(fleet_config(settings))
     truth = list(simulation.truth())
     with LocalStack(settings, run_dir) as stack:
-        codec = Codec()
-        topic = stack.topics.meter_events
-        publisher = EventPublisher({"bootstrap.servers": stack.bootstrap_servers}, topic,
-                                   lambda events: codec.encode_meter_events(events, topic))
+        publisher, _, topics = meter_publisher(settings, stack.bootstrap_servers)
+        topic = topics.meter_events
         if poison is not None:
             publisher.publish_raw(topic, b"CS-POISON", poison)
         with progress_bar() as progress:
