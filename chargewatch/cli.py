@@ -101,6 +101,13 @@ def cmd_session(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.bench import cmd_bench as bench_pipeline
+
+    bench_pipeline(settings, args.events, Path(args.run_dir))
+    return 0
+
+
 def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.render import print_rows, to_json
 
@@ -171,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show"])
     p.add_argument("--json", action="store_true")
     add("migrate", cmd_migrate, "apply ClickHouse migrations")
+    p = add("bench", cmd_bench, "measure throughput and latency on the embedded stack")
+    p.add_argument("what", choices=["pipeline"])
+    p.add_argument("--events", type=int, default=200_000, help="events per workload")
+    p.add_argument("--run-dir", default=".data/bench")
     return parser
 
 

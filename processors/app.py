@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import faust
 from faust.types import TP, EventT
@@ -24,7 +24,7 @@ from faust.types import TP, EventT
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
 from processors.agents import StationStore
-from processors.batch import BatchOutput, BatchProcessor, RawMessage
+from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessage
 from processors.pricing import SimpleTariff
 from processors.session_ids import IdTemplate
 from processors.stitcher import SessionStitcher, StitcherConfig
@@ -42,8 +42,15 @@ def build_stitcher(settings: Settings) -> SessionStitcher:
     ))
 
 
-def create_app(settings: Settings, bootstrap_servers: str) -> faust.App:
-    """A Faust app for these settings, with the stitching agent registered."""
+BatchHook = Callable[[BatchCounts, float], None]
+
+
+def create_app(settings: Settings, bootstrap_servers: str,
+               on_batch: BatchHook | None = None) -> faust.App:
+    """A Faust app for these settings, with the stitching agent registered.
+
+    `on_batch(counts, started)` is called after each batch (benchmarks time with it).
+    """
     topics = Topics(settings.kafka.namespace)
     app = faust.App(
         f"{settings.kafka.namespace}-processor",
@@ -111,12 +118,15 @@ def create_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     async def stitch(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.processor.batch_max,
                                                 settings.processor.batch_within_s):
+            started = time.perf_counter()
             messages = [_raw(event) for event in events]
             await store.ensure_loaded({message.partition for message in messages})
             out = processor.process(messages, store.get)
             await publish(out)
             save_states(out)
             counts = out.counts
+            if on_batch is not None:
+                on_batch(counts, started)
             log.info("batch: %d messages, %d events read, %d used, %d duplicate, "
                      "%d dead-lettered", counts.messages, counts.events_read,
                      counts.events_used, counts.duplicates, counts.dead_lettered)

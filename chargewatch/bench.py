@@ -1,0 +1,307 @@
+"""`chargewatch bench pipeline`: throughput and latency, as ratios measured in the same run.
+
+These machines are noisy, so every figure is printed next to its baseline from the same
+run on the same topic: a plain confluent-kafka consume loop and a bare Faust agent that
+only iterates raw bytes. Run for 1 and for 20 events per message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from chargewatch.embedded import EmbeddedBroker, free_port
+from chargewatch.publishing import fleet_config
+from chargewatch.render import print_rows
+from chargewatch.settings import Settings, load_settings
+from chargewatch.stack import LocalStack
+from chargewatch.topics import Topics, ensure_topics
+from chargewatch.worker import write_config
+from processors.app import build_stitcher
+from processors.state import StationState
+from producers.simulator import simulate
+from schemas.codec import Codec
+from schemas.records import ChargingSession, EventKind, EventPosition, MeterEvent, SessionState
+
+PARTITIONS = 4
+
+
+@dataclass
+class Workload:
+    messages: list[tuple[str, list[MeterEvent]]]
+
+    @property
+    def events(self) -> int:
+        return sum(len(events) for _, events in self.messages)
+
+    @property
+    def sessions(self) -> int:
+        return sum(1 for _, evs in self.messages for e in evs if e.kind is EventKind.ENDED)
+
+
+def workload(settings: Settings, events: int, per_message: int) -> Workload:
+    """The first `events` simulated events, `per_message` to a message (full batches)."""
+    config = fleet_config(settings)
+    config = dataclasses.replace(config, events_per_message=per_message, flush_interval_s=10**6,
+                                 stations=max(20, events // 1300 + 1))
+    taken: list[tuple[str, list[MeterEvent]]] = []
+    count = 0
+    for station, batch in simulate(config).messages():
+        taken.append((station, batch))
+        count += len(batch)
+        if count >= events:
+            break
+    return Workload(taken)
+
+
+def publish(bootstrap: str, topic: str, load: Workload) -> float:
+    codec = Codec()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "enable.idempotence": True, "partitioner": "murmur2_random"})
+    started = time.perf_counter()
+    for station, events in load.messages:
+        value = codec.encode_meter_events(events, topic)
+        while True:
+            try:
+                producer.produce(topic, key=station.encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(120)
+    return time.perf_counter() - started
+
+
+def plain_consume(bootstrap: str, topic: str, partitions: int) -> tuple[int, float]:
+    """Messages read by a bare confluent-kafka loop, timed from first to last message."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"plain-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.partition.eof": True,
+                         "fetch.queue.backoff.ms": 10, "session.timeout.ms": 6000})
+    consumer.subscribe([topic])
+    done: set[int] = set()
+    count, first, last = 0, 0.0, 0.0
+    while len(done) < partitions:
+        for message in consumer.consume(10_000, 1.0):
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(message.partition())
+                continue
+            if count == 0:
+                first = time.perf_counter()
+            count += 1
+            last = time.perf_counter()
+    consumer.close()
+    return count, last - first
+
+
+def stage(name: str, settings: Settings, run_dir: Path, expected: int) -> tuple[int, float]:
+    config = write_config(settings, run_dir / f"{name}-config.json")
+    result = subprocess.run([sys.executable, "-m", "chargewatch.bench_stages", name,
+                             str(config), str(expected)],
+                            capture_output=True, text=True, timeout=900)
+    lines = [line[line.index('{"count"'):] for line in result.stdout.splitlines()
+             if '{"count"' in line]
+    if not lines:
+        raise RuntimeError(f"bench stage {name} failed (exit {result.returncode}): "
+                           f"{(result.stdout + result.stderr)[-2000:]}")
+    data = json.loads(lines[-1])
+    return int(data["count"]), float(data["seconds"])
+
+
+def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
+               seconds: float) -> list[float]:
+    """Event → session-update latency (ms) with events offered at `rate` events/s."""
+    latencies: list[float] = []
+    with LocalStack(settings, run_dir) as stack:
+        topics = stack.topics
+        produced: dict[tuple[str, int], float] = {}
+        codec = Codec()
+        consumer = Consumer({"bootstrap.servers": stack.bootstrap_servers,
+                             "group.id": f"lat-{uuid.uuid4().hex}", "auto.offset.reset": "latest",
+                             "fetch.queue.backoff.ms": 10, "session.timeout.ms": 6000})
+        consumer.subscribe([topics.session_updates])
+        stop = threading.Event()
+
+        def read_updates() -> None:
+            while not stop.is_set():
+                for message in consumer.consume(1000, 0.2):
+                    if message.error():
+                        continue
+                    session = codec.decode_session(message.value())
+                    sent = produced.get((session.station_id, session.end_ms))
+                    if sent is not None:
+                        latencies.append((time.perf_counter() - sent) * 1000)
+
+        reader = threading.Thread(target=read_updates, daemon=True)
+        reader.start()
+        time.sleep(8)  # worker and reader joined their groups
+        producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "linger.ms": 1})
+        started = time.perf_counter()
+        sent_events = 0
+        for station, events in load.messages:
+            due = started + sent_events / rate
+            if time.perf_counter() > started + seconds:
+                break
+            while time.perf_counter() < due:
+                time.sleep(0.0005)
+            producer.produce(topics.meter_events, key=station.encode(),
+                             value=codec.encode_meter_events(events, topics.meter_events))
+            producer.poll(0)
+            produced[(station, events[-1].event_time_ms)] = time.perf_counter()
+            sent_events += len(events)
+        producer.flush(30)
+        time.sleep(3)
+        stop.set()
+        reader.join(5)
+        consumer.close()
+    return latencies
+
+
+def memory_per_open_session(settings: Settings, sessions: int = 20_000) -> tuple[float, float]:
+    """Python heap and serialized bytes per open session in station state."""
+    stitcher = build_stitcher(settings)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    states: dict[str, StationState] = {}
+    for n in range(sessions):
+        station = f"CS-{n // 4:06d}"
+        for i, kind in enumerate((EventKind.STARTED, EventKind.METER)):
+            event = MeterEvent(event_id=f"{n}:{i}", station_id=station, connector_id=n % 4 + 1,
+                               kind=kind, event_time_ms=1_795_400_000_000 + i * 60_000,
+                               receive_time_ms=1_795_400_000_000 + i * 60_000,
+                               transaction_id=f"{station}-{n}", seq=i,
+                               id_tag="04A2B3C4D5E6F7", vehicle_id="WVWZZZ1JZXW000001",
+                               energy_wh=10_000_000.0 + i * 150, power_w=11_000.0, soc_pct=40.0)
+            result = stitcher.apply(states.get(station), event,
+                                    EventPosition(0, n * 2 + i, 0))
+            states[station] = result.state
+    heap = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    serialized = sum(len(state.to_bytes()) for state in states.values())
+    return heap / sessions, serialized / sessions
+
+
+def sink_rate(settings: Settings, bootstrap: str, sessions: int) -> float:
+    """Sessions/s the sink writes into ClickHouse, from its first insert to caught up."""
+    from sinks.clickhouse import connect
+    from sinks.migrate import migrate
+    from sinks.runner import SinkRunner
+
+    topics = Topics(f"sink{uuid.uuid4().hex[:6]}")
+    ensure_topics({"bootstrap.servers": bootstrap}, topics, PARTITIONS)
+    codec = Codec()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for n in range(sessions):
+        session = ChargingSession(
+            session_id=f"EV-{n:09d}", version=1, state=SessionState.COMPLETED,
+            station_id=f"CS-{n % 500:04d}", connector_id=n % 4 + 1, transaction_id=str(n),
+            id_tag="04A2B3C4D5E6F7", vehicle_id="WVWZZZ1JZXW000001",
+            start_ms=1_795_400_000_000 + n * 1000, end_ms=1_795_403_600_000 + n * 1000,
+            meter_start_wh=1e7, meter_end_wh=1e7 + 20_000, energy_wh=20_000.0,
+            soc_start_pct=20.0, soc_end_pct=80.0, max_power_w=22_000.0, avg_power_w=20_000.0,
+            charging_ms=3_600_000, plugged_ms=3_600_000, cost=Decimal("9.00"), currency="EUR",
+            event_count=62)
+        while True:
+            try:
+                producer.produce(topics.sessions_completed, key=session.session_id.encode(),
+                                 value=codec.encode_session(session, topics.sessions_completed))
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+    client = connect(settings.clickhouse.url.get_secret_value())
+    database = f"bench_{uuid.uuid4().hex[:6]}"
+    migrate(client, database)
+    runner = SinkRunner({"bootstrap.servers": bootstrap, "group.id": f"sink-{uuid.uuid4().hex}"},
+                        topics.sessions_completed, topics.dead_letters, client, database, codec,
+                        batch_size=settings.sink.batch_size, batch_ms=settings.sink.batch_ms)
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runner.poll_once(0.1)
+        written = runner.stats.rows_written
+        if written and first is None:
+            first = (time.perf_counter(), written)
+        if written >= sessions and runner.caught_up():
+            break
+    runner.close()
+    if first is None or runner.stats.rows_written <= first[1]:
+        raise RuntimeError("sink benchmark wrote nothing after its first batch")
+    return (runner.stats.rows_written - first[1]) / (time.perf_counter() - first[0])
+
+
+def run_pipeline_bench(events: int, run_dir: Path) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_path=run_dir / "broker.log") as broker:
+        for per_message in (1, 20):
+            namespace = f"bench{per_message}x{uuid.uuid4().hex[:6]}"
+            settings = load_settings(
+                kafka={"bootstrap_servers": broker.bootstrap_servers, "namespace": namespace,
+                       "partitions": PARTITIONS},
+                clickhouse={"url": f"chdb://{run_dir.resolve() / 'chdb'}",
+                            "database": f"b{uuid.uuid4().hex[:8]}"},
+                processor={"data_dir": str(run_dir / namespace), "web_port": free_port()})
+            topics = Topics(namespace)
+            ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, PARTITIONS)
+            load = workload(settings, events, per_message)
+            publish(broker.bootstrap_servers, topics.meter_events, load)
+            n, secs = plain_consume(broker.bootstrap_servers, topics.meter_events, PARTITIONS)
+            plain = n * per_message / secs
+            n, secs = stage("bare", settings, run_dir, len(load.messages))
+            bare = n * per_message / secs
+            n, secs = stage("processor", settings, run_dir, load.events)
+            full = n / secs
+            e2e_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
+                update={"namespace": namespace + "e"})})
+            e2e = end_to_end(e2e_settings, run_dir / f"e2e{per_message}", load)
+            lat_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
+                update={"namespace": namespace + "l"})})
+            lat = sorted(latency_at(lat_settings, run_dir / f"lat{per_message}", load,
+                                    full / 2, seconds=10))
+            p50 = statistics.median(lat) if lat else float("nan")
+            p99 = lat[int(len(lat) * 0.99) - 1] if lat else float("nan")
+            rows += [
+                (f"{per_message}/msg", "plain confluent-kafka loop", f"{plain:,.0f} ev/s", "1.00"),
+                (f"{per_message}/msg", "bare Faust agent", f"{bare:,.0f} ev/s",
+                 f"{bare / plain:.2f}"),
+                (f"{per_message}/msg", "processor, full logic", f"{full:,.0f} ev/s",
+                 f"{full / plain:.2f} of plain, {full / bare:.2f} of bare Faust"),
+                (f"{per_message}/msg", "end to end into ClickHouse", f"{e2e:,.0f} ev/s",
+                 f"{e2e / plain:.2f}"),
+                (f"{per_message}/msg", "latency at half load", f"p50 {p50:,.0f} ms, "
+                 f"p99 {p99:,.0f} ms", f"{len(lat)} updates"),
+            ]
+        sink = sink_rate(settings, broker.bootstrap_servers, 100_000)
+    heap, serialized = memory_per_open_session(settings)
+    rows += [("-", "sink into chDB", f"{sink:,.0f} sessions/s", ""),
+             ("-", "memory per open session", f"{heap:,.0f} B heap, {serialized:,.0f} B state",
+              "")]
+    return rows
+
+
+def end_to_end(settings: Settings, run_dir: Path, load: Workload) -> float:
+    with LocalStack(settings, run_dir) as stack:
+        time.sleep(6)  # the worker joins its group before the clock starts
+        started = time.perf_counter()
+        publish(stack.bootstrap_servers, stack.topics.meter_events, load)
+        stack.wait_for_sessions(load.sessions, timeout_s=900)
+        return load.events / (time.perf_counter() - started)
+
+
+def cmd_bench(settings: Settings, events: int, run_dir: Path) -> None:
+    rows = run_pipeline_bench(events, run_dir)
+    print_rows(["events/message", "measure", "value", "ratio"], rows,
+               title=f"chargewatch bench pipeline ({events:,} events)")

@@ -1,0 +1,85 @@
+"""Benchmark stages that must run in a process of their own (a Faust worker owns its process).
+
+`python -m chargewatch.bench_stages bare|processor CONFIG EXPECTED` consumes the bench topic
+and prints one JSON line: how many it read and over how many seconds, timed from the first
+message (or batch) to the last, so worker start-up and group joins are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import faust
+from faust.worker import Worker
+
+from chargewatch.settings import load_settings
+from chargewatch.topics import Topics
+from processors.app import create_app
+from processors.batch import BatchCounts
+
+
+def _finish(count: int, first: float, last: float) -> None:
+    print(json.dumps({"count": count, "seconds": last - first}), flush=True)
+    os._exit(0)  # a Faust worker has no cheap clean stop; the result is already printed
+
+
+def bare_agent(settings_path: Path, expected_messages: int) -> None:
+    """A Faust agent that only iterates raw bytes: the framework's own ceiling."""
+    settings = load_settings(settings_path)
+    bootstrap = settings.kafka.bootstrap_servers or ""
+    app = faust.App(f"{settings.kafka.namespace}-bare", broker=f"kafka://{bootstrap}",
+                    store="memory://", web_enabled=False,
+                    topic_partitions=settings.kafka.partitions,
+                    broker_session_timeout=settings.kafka.session_timeout_ms / 1000,
+                    consumer_auto_offset_reset="earliest", topic_replication_factor=1,
+                    datadir=str(settings.processor.data_dir))
+    topic = app.topic(Topics(settings.kafka.namespace).meter_events, value_serializer="raw",
+                      key_serializer="raw")
+    seen = {"n": 0, "first": 0.0}
+
+    @app.agent(topic, concurrency=1)
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        async for _ in stream.events():
+            if seen["n"] == 0:
+                seen["first"] = time.perf_counter()
+            seen["n"] += 1
+            if seen["n"] >= expected_messages:
+                _finish(seen["n"], seen["first"], time.perf_counter())
+
+    @app.task
+    async def quiet() -> None:
+        logging.getLogger().setLevel(logging.WARNING)
+
+    _run(app)
+
+
+def processor(settings_path: Path, expected_events: int) -> None:
+    """The real processor app (decode, stitch, IDs, pricing, publish, table writes)."""
+    settings = load_settings(settings_path)
+    seen = {"n": 0, "first": 0.0}
+
+    def on_batch(counts: BatchCounts, started: float) -> None:
+        if seen["n"] == 0:
+            seen["first"] = started
+        seen["n"] += counts.events_read
+        if seen["n"] >= expected_events:
+            _finish(seen["n"], seen["first"], time.perf_counter())
+
+    app = create_app(settings, settings.kafka.bootstrap_servers or "", on_batch=on_batch)
+    _run(app)
+
+
+def _run(app: faust.App) -> None:
+    Worker(app, loglevel=logging.WARNING, quiet=True,
+           redirect_stdouts=False).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    stage, config, expected = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    sys.argv = sys.argv[:1]
+    {"bare": bare_agent, "processor": processor}[stage](config, expected)
