@@ -11,7 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chargewatch.errors import ConfigError
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics, ensure_topics
-from processors.pricing import SimpleTariff
 from producers.jsonl import event_to_json
 from producers.publisher import EventPublisher, PublishStats
 from producers.replay import ReplayStats, replay_file
@@ -30,12 +29,11 @@ def fleet_config(settings: Settings) -> FleetConfig:
         raise ConfigError(f"simulator.start {sim.start!r} is not an ISO-8601 time") from None
     if start.tzinfo is None:
         start = start.replace(tzinfo=dt.UTC)
-    tariff = settings.processor.tariff
     return FleetConfig(
         seed=sim.seed, stations=sim.stations, start_ms=int(start.timestamp() * 1000),
         duration_s=int(sim.duration_h * 3600), meter_interval_s=sim.meter_interval_s,
         events_per_message=sim.events_per_message,
-        tariff=SimpleTariff(tariff.currency, tariff.per_kwh, tariff.per_minute),
+        tariff=settings.pricing(),
     )
 
 

@@ -24,7 +24,9 @@ from pydantic_settings import (
 )
 
 from chargewatch.errors import ConfigError
+from processors.pricing import Pricing, SimpleTariff
 from processors.session_ids import IdTemplate
+from processors.tariffs import TariffFileError, load_tariff_book
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _UNPREFIXED = {
@@ -75,6 +77,9 @@ class ProcessorSettings(BaseModel):
     web_port: int = Field(6066, ge=0, le=65535)
     data_dir: Path = Path(".data/faust")
     tariff: TariffSettings = TariffSettings()
+    tariff_file: Path | None = Field(
+        None, description="OCPI 2.2.1 tariff file (YAML or JSON, e.g. tariffs/example.yaml); "
+                          "unset: the simple tariff in processor.tariff.")
 
 
 class SinkSettings(BaseModel):
@@ -126,6 +131,17 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(_file_source(settings_cls, Path(config_file)))
         return tuple(sources)
+
+    def pricing(self) -> Pricing:
+        """The tariff file's book when one is configured, else the simple tariff."""
+        path = self.processor.tariff_file
+        if path is not None:
+            try:
+                return load_tariff_book(path)
+            except TariffFileError as exc:
+                raise ConfigError(str(exc)) from None
+        tariff = self.processor.tariff
+        return SimpleTariff(tariff.currency, tariff.per_kwh, tariff.per_minute)
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with secrets masked, for `config show`."""

@@ -25,7 +25,6 @@ from chargewatch.settings import Settings
 from chargewatch.topics import Topics
 from processors.agents import StationStore
 from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessage
-from processors.pricing import SimpleTariff
 from processors.session_ids import IdTemplate
 from processors.stitcher import SessionStitcher, StitcherConfig
 from schemas.codec import Codec
@@ -34,11 +33,10 @@ log = logging.getLogger("chargewatch.processor")
 
 
 def build_stitcher(settings: Settings) -> SessionStitcher:
-    tariff = settings.processor.tariff
     return SessionStitcher(StitcherConfig(
         partitions=settings.kafka.partitions,
         id_template=IdTemplate.parse(settings.processor.id_template),
-        tariff=SimpleTariff(tariff.currency, tariff.per_kwh, tariff.per_minute),
+        tariff=settings.pricing(),
     ))
 
 

@@ -15,8 +15,10 @@ from typing import Any
 import orjson
 
 from processors.errors import StateDecodeError
+from processors.tariffs import Meter
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2: open sessions carry the tariff engine's meter (running cost by period and dimension)."""
 
 
 @dataclass(slots=True)
@@ -40,6 +42,8 @@ class OpenSession:
     max_power_w: float
     charging_ms: int
     event_count: int
+    meter: Meter
+    """The tariff engine's accumulator: the priced intervals up to `reading_ms`."""
     flags: tuple[str, ...] = ()
 
     @property
@@ -52,12 +56,12 @@ class OpenSession:
         return [self.session_id, self.transaction_id, self.id_tag, self.vehicle_id,
                 self.start_ms, self.end_ms, self.meter_start_wh, self.meter_last_wh,
                 self.reading_ms, self.soc_start_pct, self.soc_end_pct, self.max_power_w,
-                self.charging_ms, self.event_count, list(self.flags)]
+                self.charging_ms, self.event_count, self.meter.pack(), list(self.flags)]
 
     @classmethod
     def _unpack(cls, row: list[Any]) -> OpenSession:
-        *head, flags = row
-        return cls(*head, flags=tuple(flags))
+        *head, meter, flags = row
+        return cls(*head, meter=Meter.unpack(meter), flags=tuple(flags))
 
 
 @dataclass(slots=True)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from processors.errors import PositionOutOfRange
-from processors.pricing import SimpleTariff, price_session
+from processors.pricing import Pricing, pricing_engine
 from processors.session_ids import IdContext, IdTemplate, utc_date
 from processors.state import ConnectorState, OpenSession, StationState
 from schemas.records import (
@@ -35,6 +36,7 @@ _METER, _STARTED, _ENDED, _STATUS = EventKind.METER, EventKind.STARTED, EventKin
     EventKind.STATUS
 _NO_KEYS: tuple[int, ...] = ()
 _NO_SESSIONS: tuple[ChargingSession, ...] = ()
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,8 @@ class StitcherConfig:
     partitions: int
     """Partition count of the meter-events topic (part of the `{num}` formula)."""
     id_template: IdTemplate
-    tariff: SimpleTariff
+    tariff: Pricing
+    """The simple tariff or a tariff file's book (processors.pricing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class SessionStitcher:
         self._partitions = config.partitions
         self._template = config.id_template
         self._daily = config.id_template.uses_daily
+        self._engine = pricing_engine(config.tariff)
 
     def apply(
         self, state: StationState | None, event: MeterEvent, position: EventPosition
@@ -113,7 +117,7 @@ class SessionStitcher:
             if session is None:
                 conn.session = self._open(state, event, position, ("missing_start",))
             else:
-                _absorb(session, event)
+                self._absorb(session, event)
             return StitchResult(state, (cid,), _NO_SESSIONS)
         if kind is _STARTED:
             closed = _NO_SESSIONS
@@ -129,7 +133,7 @@ class SessionStitcher:
                 return StitchResult(state, _NO_KEYS, _NO_SESSIONS, (
                     f"stop without an open session on {event.station_id}/{cid} "
                     f"({f'transaction {tx}' if tx is not None else 'no transaction id'})"))
-            _absorb(session, event)
+            self._absorb(session, event)
             conn.session = None
             done = self._close(state, cid, session, SessionState.COMPLETED, event.stop_reason,
                                event.event_time_ms, ())
@@ -167,7 +171,43 @@ class SessionStitcher:
             meter_start_wh=event.energy_wh, meter_last_wh=event.energy_wh, reading_ms=start,
             soc_start_pct=event.soc_pct, soc_end_pct=event.soc_pct,
             max_power_w=power if power is not None else 0.0, charging_ms=0, event_count=1,
+            meter=self._engine.open(event.station_id, event.connector_id, event.id_tag, start),
             flags=flags)
+
+    def _absorb(self, session: OpenSession, event: MeterEvent) -> None:
+        """Fold one reading (METER or ENDED) into an open session, in place."""
+        t = event.event_time_ms
+        energy = event.energy_wh
+        if energy is not None:
+            last = session.meter_last_wh
+            if last is None:
+                session.meter_start_wh = energy
+                delta = _ZERO
+            else:
+                if energy > last:
+                    session.charging_ms += t - session.reading_ms
+                # Through str: a register like 1234.5 is priced as written, never as a
+                # binary float (the same conversion the simulator's truth uses).
+                delta = _decimal(energy) - _decimal(last)
+            self._engine.reading(session.meter, event.station_id, t, delta, event.current_a)
+            session.meter_last_wh = energy
+            session.reading_ms = t
+        session.end_ms = t
+        power = event.power_w
+        if power is not None and power > session.max_power_w:
+            session.max_power_w = power
+        soc = event.soc_pct
+        if soc is not None:
+            session.soc_end_pct = soc
+            if session.soc_start_pct is None:
+                session.soc_start_pct = soc
+        session.event_count += 1
+        if session.id_tag is None and event.id_tag is not None:
+            session.id_tag = event.id_tag
+        if session.vehicle_id is None and event.vehicle_id is not None:
+            session.vehicle_id = event.vehicle_id
+        if session.transaction_id is None and event.transaction_id is not None:
+            session.transaction_id = event.transaction_id
 
     def _close(self, state: StationState, connector_id: int, session: OpenSession,
                final: SessionState, stop_reason: str | None, end_ms: int,
@@ -181,7 +221,7 @@ class SessionStitcher:
         energy = session.energy_wh
         plugged = end_ms - session.start_ms
         charging = session.charging_ms
-        tariff = self._config.tariff
+        cost = self._engine.quote(session.meter, state.station_id, end_ms)
         meter_start = session.meter_start_wh
         return ChargingSession(
             session_id=session.session_id, version=version, state=kind,
@@ -194,38 +234,14 @@ class SessionStitcher:
             soc_end_pct=session.soc_end_pct, max_power_w=session.max_power_w,
             avg_power_w=energy * _MS_PER_HOUR / charging if charging > 0 else 0.0,
             charging_ms=charging, plugged_ms=plugged,
-            cost=price_session(energy, plugged, tariff), currency=tariff.currency,
+            cost=cost.incl_vat, currency=cost.currency,
             event_count=session.event_count, stop_reason=stop_reason, flags=flags)
 
 
-def _absorb(session: OpenSession, event: MeterEvent) -> None:
-    """Fold one reading (METER or ENDED) into an open session, in place."""
-    t = event.event_time_ms
-    energy = event.energy_wh
-    if energy is not None:
-        last = session.meter_last_wh
-        if last is None:
-            session.meter_start_wh = energy
-        elif energy > last:
-            session.charging_ms += t - session.reading_ms
-        session.meter_last_wh = energy
-        session.reading_ms = t
-    session.end_ms = t
-    power = event.power_w
-    if power is not None and power > session.max_power_w:
-        session.max_power_w = power
-    soc = event.soc_pct
-    if soc is not None:
-        session.soc_end_pct = soc
-        if session.soc_start_pct is None:
-            session.soc_start_pct = soc
-    session.event_count += 1
-    if session.id_tag is None and event.id_tag is not None:
-        session.id_tag = event.id_tag
-    if session.vehicle_id is None and event.vehicle_id is not None:
-        session.vehicle_id = event.vehicle_id
-    if session.transaction_id is None and event.transaction_id is not None:
-        session.transaction_id = event.transaction_id
+def _decimal(value: float) -> Decimal:
+    """A register value as written: through `repr`, never the binary float (whole numbers,
+    the usual case, take the faster exact path)."""
+    return Decimal(int(value)) if value.is_integer() else Decimal(repr(value))
 
 
 def _invalid(event: MeterEvent, position: EventPosition) -> str | None:

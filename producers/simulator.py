@@ -23,8 +23,10 @@ import random
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 
-from processors.pricing import SimpleTariff, price_session
+from processors.pricing import Pricing, SimpleTariff, pricing_engine
+from processors.tariffs import TariffEngine
 from producers.errors import ProducerError, SimulationConfigError
 from producers.fleet import (
     ChargingCurve,
@@ -56,7 +58,9 @@ class FleetConfig:
     """A station's gateway flushes when it holds this many events..."""
     flush_interval_s: int = 300
     """...or when its oldest buffered event is this old (simulated time), whichever first."""
-    tariff: SimpleTariff = field(default_factory=SimpleTariff)
+    tariff: Pricing = field(default_factory=SimpleTariff)
+    """The simple tariff or a tariff file's book; the truth's costs use the processors'
+    own engine over the true readings, so they match the pipeline to the cent."""
     connectors_per_station: tuple[int, int] = (1, 4)
     dc_share: float = 0.3
     """Share of stations with DC (50/150 kW) rather than AC (11/22 kW) connectors."""
@@ -188,17 +192,50 @@ def plan_sessions(config: FleetConfig, station: Station,
         free_ms = leave + 1000
 
 
-def true_session(plan: SessionPlan, tariff: SimpleTariff) -> TrueSession:
+def reading_times(plan: SessionPlan, meter_interval_s: int) -> range:
+    """Times of the METER readings between STARTED and ENDED."""
+    step_ms = meter_interval_s * 1000
+    return range(plan.start_ms + step_ms, plan.stop_ms, step_ms)
+
+
+def _electrics(plan: SessionPlan, time_ms: int) -> tuple[float, float, float, float]:
+    """(soc, power W, current A, voltage V) of a reading, as its METER event carries them."""
+    soc = plan.soc_at(time_ms)
+    power = plan.power_at(time_ms, soc)
+    dc = plan.connector.dc
+    volts = 360.0 + 60.0 * soc if dc else _AC_VOLTS
+    amps = power / volts if dc else power / (3 * _AC_VOLTS)
+    return soc, round(power, 1), round(amps, 1), round(volts, 1)
+
+
+def true_cost(plan: SessionPlan, engine: TariffEngine, meter_interval_s: int
+              ) -> tuple[Decimal, str]:
+    """Cost incl. VAT and currency of the true readings (STARTED, each METER, ENDED)."""
+    station = plan.station_id
+    meter = engine.open(station, plan.connector.connector_id, plan.vehicle.id_tag,
+                        plan.start_ms)
+    last = plan.connector.register_start_wh
+    for time_ms in reading_times(plan, meter_interval_s):
+        register = plan.register_at(time_ms)
+        engine.reading(meter, station, time_ms, Decimal(register - last),
+                       _electrics(plan, time_ms)[2])
+        last = register
+    engine.reading(meter, station, plan.stop_ms, Decimal(plan.end_register_wh - last))
+    cost = engine.quote(meter, station, plan.stop_ms)
+    return cost.incl_vat, cost.currency
+
+
+def true_session(plan: SessionPlan, engine: TariffEngine, meter_interval_s: int) -> TrueSession:
     """The truth exactly as the plan's STARTED and ENDED events carry it."""
     energy = plan.end_register_wh - plan.connector.register_start_wh
+    cost, currency = true_cost(plan, engine, meter_interval_s)
     return TrueSession(
         station_id=plan.station_id, connector_id=plan.connector.connector_id,
         transaction_id=plan.transaction_id, id_tag=plan.vehicle.id_tag,
         vehicle_id=plan.vehicle.vehicle_id, start_ms=plan.start_ms, end_ms=plan.stop_ms,
         energy_wh=energy, soc_start_pct=_soc_pct(plan.soc_at(plan.start_ms)),
         soc_end_pct=_soc_pct(plan.soc_at(plan.stop_ms)),
-        cost=price_session(energy, plan.stop_ms - plan.start_ms, tariff),
-        currency=tariff.currency,
+        cost=cost, currency=currency,
     )
 
 
@@ -230,17 +267,13 @@ class _EventWriter:
 
     def reading(self, time_ms: int, seq: int) -> MeterEvent:
         plan = self.plan
-        soc = plan.soc_at(time_ms)
-        power = plan.power_at(time_ms, soc)
-        dc = plan.connector.dc
-        volts = 360.0 + 60.0 * soc if dc else _AC_VOLTS
-        amps = power / volts if dc else power / (3 * _AC_VOLTS)
+        soc, power, amps, volts = _electrics(plan, time_ms)
         event_id, receive = self._stamp(time_ms)
         return MeterEvent(event_id, plan.station_id, plan.connector.connector_id,
                           EventKind.METER, time_ms, receive, plan.transaction_id, seq,
                           energy_wh=float(plan.register_at(time_ms, soc)),
-                          power_w=round(power, 1), soc_pct=_soc_pct(soc),
-                          current_a=round(amps, 1), voltage_v=round(volts, 1))
+                          power_w=power, soc_pct=_soc_pct(soc),
+                          current_a=amps, voltage_v=volts)
 
 
 def session_events(plan: SessionPlan, config: FleetConfig,
@@ -253,9 +286,8 @@ def session_events(plan: SessionPlan, config: FleetConfig,
     yield out.event(EventKind.STARTED, plan.start_ms, transaction_id=tx, seq=0, **who,
                     energy_wh=float(plan.connector.register_start_wh), power_w=0.0,
                     soc_pct=_soc_pct(plan.soc_at(plan.start_ms)))
-    step_ms = config.meter_interval_s * 1000
     seq = 0
-    for time_ms in range(plan.start_ms + step_ms, plan.stop_ms, step_ms):
+    for time_ms in reading_times(plan, config.meter_interval_s):
         seq += 1
         yield out.reading(time_ms, seq)
     yield out.event(EventKind.ENDED, plan.stop_ms, transaction_id=tx, seq=seq + 1, **who,
@@ -316,6 +348,7 @@ class Simulation:
             for i in range(1, config.stations + 1)
         ]
         self.counts = SimulationCounts()
+        self.engine = pricing_engine(config.tariff)
 
     def messages(self) -> Iterator[tuple[str, list[MeterEvent]]]:
         """`(station_id, events)` per gateway flush, merged across stations by flush time.
@@ -340,7 +373,7 @@ class Simulation:
     def truth(self) -> Iterator[TrueSession]:
         """Every session, by station, connector and start time; needs no call to `messages()`."""
         for plan in self.plans():
-            yield true_session(plan, self.config.tariff)
+            yield true_session(plan, self.engine, self.config.meter_interval_s)
 
     def meta(self) -> TruthMeta:
         """Counts for the truth file; only valid once `messages()` ran to the end."""

@@ -22,7 +22,9 @@ class TrueSession:
 
     `start_ms`/`end_ms` are the STARTED and ENDED event times, `energy_wh` is the ENDED
     register minus the STARTED register, the SoC values are the ones those events carry,
-    and `cost = price_session(energy_wh, end_ms - start_ms, tariff)`.
+    and `cost` is the total incl. VAT that the processors' tariff engine computes over the
+    session's true readings (for the simple tariff: `price_session(energy_wh,
+    end_ms - start_ms, tariff)`).
     """
 
     station_id: str

@@ -29,6 +29,8 @@ from schemas.codec import Codec
 
 pytestmark = pytest.mark.e2e
 
+EXAMPLE_TARIFFS = Path(__file__).resolve().parents[2] / "tariffs" / "example.yaml"
+"""Time-of-use energy prices, a start fee, an idle fee and VAT: truth and pipeline must agree."""
 FLEET = {"stations": 25, "duration_h": 12.0, "seed": 11}
 
 
@@ -38,6 +40,7 @@ def _settings(bootstrap: str, chdb_url: str) -> Settings:
                "partitions": 3},
         clickhouse={"url": chdb_url, "database": f"e2e_{uuid.uuid4().hex[:8]}"},
         simulator=FLEET,
+        processor={"tariff_file": str(EXAMPLE_TARIFFS)},
     )
 
 

@@ -1,0 +1,169 @@
+"""Turning a finished `Meter` into money: step sizes, min/max price, VAT, one rounding.
+
+Rounding rules (applied once, at the end):
+- volumes are exact (Wh and ms as Decimal); each line's amount is quantity x unit price
+  and VAT is added per line from its component's percentage, all unrounded;
+- the session total excl. VAT and the total incl. VAT are each bounded by the tariff's
+  min_price/max_price (OCPI: both bounds apply to both totals; a bound without incl_vat
+  scales the incl. total by the same factor), then rounded half-up to the cent;
+- lines keep their exact amounts; shown with 4 decimals they may differ from the rounded
+  total by less than a cent per line. A component without VAT adds none (OCPI: "no VAT
+  applicable" differs from 0 %, but both add nothing to the total).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+
+from processors.tariffs.meter import NONE, Meter
+from processors.tariffs.model import Dimension, Price, Tariff
+
+CENT = Decimal("0.01")
+_ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
+_UNITS = (Decimal(1000), Decimal(3_600_000), Decimal(3_600_000))
+"""Wh per kWh, ms per hour, ms per hour: metered volumes to the OCPI price units."""
+_DIMENSIONS = (Dimension.ENERGY, Dimension.TIME, Dimension.PARKING_TIME)
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    """One dimension of one charging period at one element's price."""
+
+    period: int
+    dimension: Dimension
+    element: int
+    metered: Decimal
+    """kWh or hours as measured (1 for FLAT)."""
+    billed: Decimal
+    """After step-size rounding."""
+    unit_price: Decimal
+    vat: Decimal | None
+    excl_vat: Decimal
+    """Exact, unrounded."""
+    incl_vat: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingPeriod:
+    """OCPI CDR charging period: from `start_ms` until the next period starts."""
+
+    start_ms: int
+    elements: tuple[int, int, int]
+    """Active element for ENERGY, TIME, PARKING_TIME (-1: none, free)."""
+    energy_wh: Decimal
+    charging_ms: int
+    parking_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    tariff_id: str | None
+    currency: str
+    excl_vat: Decimal
+    """Rounded half-up to the cent."""
+    incl_vat: Decimal
+    lines: tuple[CostLine, ...]
+    periods: tuple[ChargingPeriod, ...]
+    bound: str | None = None
+    """"min_price" or "max_price" when that bound set a total."""
+
+    def by_dimension(self) -> dict[Dimension, tuple[Decimal, Decimal]]:
+        """Exact (excl. VAT, incl. VAT) per dimension, before min/max bounds and rounding."""
+        out: dict[Dimension, tuple[Decimal, Decimal]] = {}
+        for line in self.lines:
+            excl, incl = out.get(line.dimension, (_ZERO, _ZERO))
+            out[line.dimension] = (excl + line.excl_vat, incl + line.incl_vat)
+        return out
+
+
+def price_meter(meter: Meter, tariff: Tariff | None, flat: int | None,
+                currency: str) -> Cost:
+    """Close the chains of a finished meter (mutates it) and price it."""
+    periods = tuple(ChargingPeriod(p.start_ms, p.elements, p.energy_wh, p.charging_ms,
+                                   p.parking_ms) for p in meter.periods)
+    if tariff is None:
+        return Cost(None, currency, _ZERO.quantize(CENT), _ZERO.quantize(CENT), (), periods)
+    time_surplus = close_chain(meter, tariff, 1)
+    if meter.tail_ms and time_surplus >= meter.tail_ms:
+        _waive_tail(meter)
+    close_chain(meter, tariff, 0)
+    close_chain(meter, tariff, 2)
+    lines: list[CostLine] = []
+    if flat is not None:
+        component = tariff.elements[flat].component(Dimension.FLAT)
+        assert component is not None
+        lines.append(_line(0, Dimension.FLAT, flat, Decimal(1), Decimal(1), Decimal(1),
+                           component.price, component.vat))
+    for index, period in enumerate(meter.periods):
+        metered = (period.energy_wh, Decimal(period.charging_ms), Decimal(period.parking_ms))
+        for d, dimension in enumerate(_DIMENSIONS):
+            element = period.elements[d]
+            billed = metered[d] + period.surplus[d]
+            if element == NONE or not (metered[d] or billed):
+                continue
+            component = tariff.elements[element].component(dimension)
+            assert component is not None
+            lines.append(_line(index, dimension, element, metered[d], billed, _UNITS[d],
+                               component.price, component.vat))
+    excl = sum((line.excl_vat for line in lines), _ZERO)
+    incl = sum((line.incl_vat for line in lines), _ZERO)
+    excl, incl, bound = _bounded(excl, incl, tariff.min_price, tariff.max_price)
+    return Cost(tariff.tariff_id, tariff.currency,
+                excl.quantize(CENT, rounding=ROUND_HALF_UP),
+                incl.quantize(CENT, rounding=ROUND_HALF_UP), tuple(lines), periods, bound)
+
+
+def close_chain(meter: Meter, tariff: Tariff, dimension: int) -> Decimal:
+    """Round the dimension's open chain up to its step size; returns the surplus added."""
+    chain = meter.chains[dimension]
+    surplus = _ZERO
+    if chain.volume and chain.element != NONE:
+        component = tariff.elements[chain.element].component(_DIMENSIONS[dimension])
+        assert component is not None
+        step = Decimal(component.step_size * (1 if dimension == 0 else 1000))
+        if step:
+            blocks = (chain.volume / step).to_integral_value(rounding=ROUND_CEILING)
+            surplus = blocks * step - chain.volume
+            meter.periods[chain.period].surplus[dimension] += surplus
+    chain.volume, chain.period, chain.element = _ZERO, NONE, NONE
+    return surplus
+
+
+def _line(period: int, dimension: Dimension, element: int, metered: Decimal, billed: Decimal,
+          unit: Decimal, price: Decimal, vat: Decimal | None) -> CostLine:
+    """Multiply before dividing, so an amount that is a terminating decimal stays exact."""
+    excl = billed * price / unit
+    incl = excl + excl * vat / _HUNDRED if vat is not None else excl
+    return CostLine(period, dimension, element, metered / unit, billed / unit, price, vat,
+                    excl, incl)
+
+
+def _waive_tail(meter: Meter) -> None:
+    """Parking after the last charge lies inside the charging time already billed by the
+    step size: remove it from the parking volumes (newest periods first)."""
+    left = Decimal(meter.tail_ms)
+    chain = meter.chains[2]
+    chain.volume = max(_ZERO, chain.volume - left)
+    for period in reversed(meter.periods):
+        if not left:
+            break
+        take = min(left, Decimal(period.parking_ms) + period.surplus[2])
+        period.surplus[2] -= take
+        left -= take
+
+
+def _bounded(excl: Decimal, incl: Decimal, low: Price | None,
+             high: Price | None) -> tuple[Decimal, Decimal, str | None]:
+    bound = None
+    for price, name, outside in ((low, "min_price", lambda a, b: a < b),
+                                 (high, "max_price", lambda a, b: a > b)):
+        if price is None:
+            continue
+        if outside(excl, price.excl_vat):
+            incl = incl * price.excl_vat / excl if excl else price.excl_vat
+            excl, bound = price.excl_vat, name
+        if price.incl_vat is not None and outside(incl, price.incl_vat):
+            incl, bound = price.incl_vat, name
+    return excl, incl, bound
