@@ -18,6 +18,7 @@ from rich.console import Console
 from chargewatch.errors import ChargeWatchError, ConfigError
 from chargewatch.reporting import add_report_arguments, cmd_report
 from chargewatch.settings import Settings, load_settings
+from producers.ocpp_cli import add_gateway_arguments, cmd_gateway
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show"])
     p.add_argument("--json", action="store_true")
     add("migrate", cmd_migrate, "apply ClickHouse migrations")
+    add_gateway_arguments(add("gateway", cmd_gateway, "run the OCPP gateway chargers connect to"))
     p = add("bench", cmd_bench, "measure throughput and latency on the embedded stack")
     p.add_argument("what", choices=["pipeline"])
     p.add_argument("--events", type=int, default=200_000, help="events per workload")

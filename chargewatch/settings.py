@@ -99,6 +99,15 @@ class SimulatorSettings(BaseModel):
     start: str = Field("2026-11-23T00:00:00Z", description="Simulated start, UTC.")
 
 
+class GatewaySettings(BaseModel):
+    model_config = _FROZEN
+    host: str = Field("0.0.0.0", description="Address the OCPP gateway listens on.")
+    port: int = Field(9000, ge=0, le=65535,
+                      description="OCPP websocket port: ws://host:port/<charge point id>.")
+    heartbeat_interval_s: int = Field(300, ge=1,
+                                      description="Heartbeat interval told to chargers at boot.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARGEWATCH_", env_nested_delimiter="__", frozen=True, extra="ignore")
@@ -108,6 +117,7 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = ProcessorSettings()
     sink: SinkSettings = SinkSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    gateway: GatewaySettings = GatewaySettings()
     log_level: str = Field("WARNING", description="Python log level of our loggers.")
 
     @field_validator("log_level")

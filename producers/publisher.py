@@ -25,6 +25,10 @@ PRODUCER_DEFAULTS: dict[str, str] = {
 }
 """Java-compatible key hashing (murmur2), so every Kafka client agrees on a key's partition."""
 
+DeliveryCallback = Callable[[str | None], None]
+"""Told once per message: None when Kafka has it, else the broker's error text. Called from
+whichever thread serves delivery reports (`poll`, `flush`, or a full-queue `publish`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PublishStats:
@@ -51,19 +55,32 @@ class EventPublisher:
         self._failed = 0
         self._first_error: str | None = None
 
-    def publish(self, key: str, events: Sequence[MeterEvent]) -> None:
-        """One message with all of `events` (one station's, in order) keyed by `key`."""
-        self._produce(self.topic, key.encode(), self._encode(events))
+    def publish(self, key: str, events: Sequence[MeterEvent],
+                on_delivery: DeliveryCallback | None = None) -> None:
+        """One message with all of `events` (one station's, in order) keyed by `key`;
+        `on_delivery` is told when Kafka has accepted or refused it."""
+        self._produce(self.topic, key.encode(), self._encode(events), on_delivery)
         self._sent += len(events)
 
-    def publish_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def publish_raw(self, topic: str, key: bytes | None, value: bytes,
+                    on_delivery: DeliveryCallback | None = None) -> None:
         """An already encoded message (e.g. a dead letter) on any topic."""
-        self._produce(topic, key, value)
+        self._produce(topic, key, value, on_delivery)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def poll(self, timeout: float) -> int:
+        """Serve delivery reports for up to `timeout` seconds; how many were served.
+
+        A long-running producer that awaits each delivery (the OCPP gateway) calls this in
+        a loop of its own; batch producers need only `flush`."""
+        return self._producer.poll(timeout)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes,
+                 on_delivery: DeliveryCallback | None = None) -> None:
+        report = self._on_delivery if on_delivery is None else \
+            lambda error, message: self._report(error, message, on_delivery)
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value=value, key=key, on_delivery=report)
                 break
             except BufferError:
                 self._producer.poll(0.05)  # queue full: let deliveries drain, then retry
@@ -72,6 +89,11 @@ class EventPublisher:
                                    f"{exc.args[0].str()}") from exc
         self._messages += 1
         self._producer.poll(0)
+
+    def _report(self, error: KafkaError | None, message: Message,
+                on_delivery: DeliveryCallback) -> None:
+        self._on_delivery(error, message)
+        on_delivery(None if error is None else f"{message.topic()}: {error.str()}")
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
