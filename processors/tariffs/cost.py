@@ -5,7 +5,8 @@ Rounding rules (applied once, at the end):
   and VAT is added per line from its component's percentage, all unrounded;
 - the session total excl. VAT and the total incl. VAT are each bounded by the tariff's
   min_price/max_price (OCPI: both bounds apply to both totals; a bound without incl_vat
-  scales the incl. total by the same factor), then rounded half-up to the cent;
+  moves the incl. total by VAT at the lowest rate among the lines, see `_bounded`), then
+  rounded half-up to the cent;
 - lines keep their exact amounts; shown with 4 decimals they may differ from the rounded
   total by less than a cent per line. A component without VAT adds none (OCPI: "no VAT
   applicable" differs from 0 %, but both add nothing to the total).
@@ -107,9 +108,7 @@ def price_meter(meter: Meter, tariff: Tariff | None, flat: int | None,
             assert component is not None
             lines.append(_line(index, dimension, element, metered[d], billed, _UNITS[d],
                                component.price, component.vat))
-    excl = sum((line.excl_vat for line in lines), _ZERO)
-    incl = sum((line.incl_vat for line in lines), _ZERO)
-    excl, incl, bound = _bounded(excl, incl, tariff.min_price, tariff.max_price)
+    excl, incl, bound = _bounded(lines, tariff.min_price, tariff.max_price)
     return Cost(tariff.tariff_id, tariff.currency,
                 excl.quantize(CENT, rounding=ROUND_HALF_UP),
                 incl.quantize(CENT, rounding=ROUND_HALF_UP), tuple(lines), periods, bound)
@@ -154,16 +153,37 @@ def _waive_tail(meter: Meter) -> None:
         left -= take
 
 
-def _bounded(excl: Decimal, incl: Decimal, low: Price | None,
+def _bounded(lines: list[CostLine], low: Price | None,
              high: Price | None) -> tuple[Decimal, Decimal, str | None]:
+    """Both totals within min_price/max_price.
+
+    A bound given without incl_vat moves the incl. total by VAT at the lowest rate among
+    the lines: a minimum's top-up is taxed at it, a maximum's cut is taken from the lowest
+    taxed lines first. Either way more energy or time never lowers the incl. total, which
+    scaling by the mix of VAT rates would (a cheap-VAT parking minute could lower it).
+    """
+    excl = sum((line.excl_vat for line in lines), _ZERO)
+    incl = sum((line.incl_vat for line in lines), _ZERO)
+    factors = sorted((_factor(line), line.excl_vat) for line in lines if line.excl_vat)
     bound = None
-    for price, name, outside in ((low, "min_price", lambda a, b: a < b),
-                                 (high, "max_price", lambda a, b: a > b)):
-        if price is None:
-            continue
-        if outside(excl, price.excl_vat):
-            incl = incl * price.excl_vat / excl if excl else price.excl_vat
-            excl, bound = price.excl_vat, name
-        if price.incl_vat is not None and outside(incl, price.incl_vat):
-            incl, bound = price.incl_vat, name
+    if low is not None and excl < low.excl_vat:
+        lowest = factors[0][0] if factors else Decimal(1)
+        incl += (low.excl_vat - excl) * lowest
+        excl, bound = low.excl_vat, "min_price"
+    if low is not None and low.incl_vat is not None and incl < low.incl_vat:
+        incl, bound = low.incl_vat, "min_price"
+    if high is not None and excl > high.excl_vat:
+        cut = excl - high.excl_vat
+        incl = _ZERO
+        for factor, amount in factors:
+            taken = min(cut, amount)
+            cut -= taken
+            incl += (amount - taken) * factor
+        excl, bound = high.excl_vat, "max_price"
+    if high is not None and high.incl_vat is not None and incl > high.incl_vat:
+        incl, bound = high.incl_vat, "max_price"
     return excl, incl, bound
+
+
+def _factor(line: CostLine) -> Decimal:
+    return line.incl_vat / line.excl_vat
