@@ -15,10 +15,16 @@ from typing import Any
 import orjson
 
 from processors.errors import StateDecodeError
+from processors.reorder import Held
 from processors.tariffs import Meter
+from schemas.records import SessionState
 
-STATE_VERSION = 2
-"""2: open sessions carry the tariff engine's meter (running cost by period and dimension)."""
+STATE_VERSION = 3
+"""3: connectors hold a reorder buffer, recent content keys and recently closed sessions;
+sessions track sequence numbers and register segments. Version 2 records still read."""
+_READABLE = (2, 3)
+RING_SIZE = 6
+"""Content keys of recent events without a sequence number, per connector (duplicates)."""
 
 
 @dataclass(slots=True)
@@ -45,32 +51,104 @@ class OpenSession:
     meter: Meter
     """The tariff engine's accumulator: the priced intervals up to `reading_ms`."""
     flags: tuple[str, ...] = ()
+    seq_max: int | None = None
+    """Highest sequence number applied (None: the charger sends none)."""
+    gaps: list[int] = field(default_factory=list)
+    """Sequence numbers below `seq_max` skipped when the window passed (bounded): a late
+    one is a late event, any other at or below `seq_max` a duplicate."""
+    base_wh: float | None = None
+    """Register value the current segment counts from (None: `meter_start_wh`); differs
+    after a register reset."""
+    carried_wh: float = 0.0
+    """Energy counted in segments before the last register reset."""
+    scale: float = 1.0
+    """Unit correction applied to this charger's register values (1000: it sends kWh)."""
 
     @property
     def energy_wh(self) -> float:
         if self.meter_start_wh is None or self.meter_last_wh is None:
             return 0.0
-        return self.meter_last_wh - self.meter_start_wh
+        base = self.meter_start_wh if self.base_wh is None else self.base_wh
+        return self.meter_last_wh - base + self.carried_wh
 
     def _pack(self) -> list[Any]:
-        return [self.session_id, self.transaction_id, self.id_tag, self.vehicle_id,
-                self.start_ms, self.end_ms, self.meter_start_wh, self.meter_last_wh,
-                self.reading_ms, self.soc_start_pct, self.soc_end_pct, self.max_power_w,
-                self.charging_ms, self.event_count, self.meter.pack(), list(self.flags)]
+        row = [self.session_id, self.transaction_id, self.id_tag, self.vehicle_id,
+               self.start_ms, self.end_ms, self.meter_start_wh, self.meter_last_wh,
+               self.reading_ms, self.soc_start_pct, self.soc_end_pct, self.max_power_w,
+               self.charging_ms, self.event_count, self.meter.pack(), list(self.flags)]
+        extra: dict[str, Any] = {}
+        if self.seq_max is not None:
+            extra["q"] = self.seq_max
+        if self.gaps:
+            extra["g"] = self.gaps
+        if self.base_wh is not None:
+            extra["b"] = self.base_wh
+        if self.carried_wh:
+            extra["c"] = self.carried_wh
+        if self.scale != 1.0:
+            extra["x"] = self.scale
+        if extra:
+            row.append(extra)
+        return row
 
     @classmethod
     def _unpack(cls, row: list[Any]) -> OpenSession:
-        *head, meter, flags = row
-        return cls(*head, meter=Meter.unpack(meter), flags=tuple(flags))
+        extra: dict[str, Any] = row[16] if len(row) > 16 else {}
+        *head, meter, flags = row[:16]
+        return cls(*head, meter=Meter.unpack(meter), flags=tuple(flags),
+                   seq_max=extra.get("q"), gaps=list(extra.get("g", ())),
+                   base_wh=extra.get("b"), carried_wh=extra.get("c", 0.0),
+                   scale=extra.get("x", 1.0))
+
+
+@dataclass(slots=True)
+class ClosedSession:
+    """A recently closed session, kept so a late event can publish a corrected version."""
+
+    session: OpenSession
+    """Its aggregates at close; `flags` are the published flags."""
+    final: SessionState
+    version: int
+    stop_reason: str | None
+    end_ms: int
+
+    def _pack(self) -> list[Any]:
+        return [self.session._pack(), self.final.value, self.version, self.stop_reason,
+                self.end_ms]
+
+    @classmethod
+    def _unpack(cls, row: list[Any]) -> ClosedSession:
+        session, final, version, stop_reason, end_ms = row
+        return cls(OpenSession._unpack(session), SessionState(final), version, stop_reason,
+                   end_ms)
 
 
 @dataclass(slots=True)
 class ConnectorState:
-    """One connector: its open session (if any) and its last reported status."""
+    """One connector: its open session (if any), its last reported status, and what the
+    messy-input rules need: held events, recent content keys, recently closed sessions."""
 
     session: OpenSession | None = None
     status: str | None = None
     error_code: str | None = None
+    held: list[Held] = field(default_factory=list)
+    """Reorder buffer, in application order (processors.reorder)."""
+    ring: list[list[Any]] = field(default_factory=list)
+    """[kind rank, event time, energy] of the latest events without a sequence number."""
+    recent: list[ClosedSession] = field(default_factory=list)
+    """Recently closed sessions, oldest first (bounded by StitchRules)."""
+    newest_ms: int = -1
+    """Newest effective event time seen on the connector (the reorder window's clock)."""
+
+    def _pack_extra(self) -> dict[str, Any] | None:
+        extra: dict[str, Any] = {"n": self.newest_ms}
+        if self.held:
+            extra["h"] = [h.pack() for h in self.held]
+        if self.ring:
+            extra["k"] = self.ring
+        if self.recent:
+            extra["r"] = [c._pack() for c in self.recent]
+        return extra if self.newest_ms >= 0 or len(extra) > 1 else None
 
 
 @dataclass(slots=True)
@@ -92,6 +170,10 @@ class StationState:
     seq: int = 0
     daily: dict[str, int] = field(default_factory=dict)
     connectors: dict[int, ConnectorState] = field(default_factory=dict)
+    newest_ms: int = -1
+    """Newest effective event time seen on the station (inactivity clock)."""
+    last_receive_ms: int = -1
+    """Newest receive (gateway) time: the wall-clock safety net's reference."""
 
     def connector(self, connector_id: int) -> ConnectorState:
         """The connector's state, created on first use."""
@@ -110,9 +192,10 @@ class StationState:
             "s": self.station_id,
             "p": [self.last_partition, self.last_offset, self.last_index],
             "q": self.seq,
-            "c": [[cid, c.status, c.error_code, c.session._pack() if c.session else None]
-                  for cid, c in self.connectors.items()],
+            "c": [_pack_connector(cid, c) for cid, c in self.connectors.items()],
         }
+        if self.newest_ms >= 0 or self.last_receive_ms >= 0:
+            doc["t"] = [self.newest_ms, self.last_receive_ms]
         if self.daily:
             doc["d"] = self.daily
         return orjson.dumps(doc)
@@ -123,21 +206,39 @@ class StationState:
         try:
             doc = orjson.loads(blob)
             version = doc["v"]
-            if version != STATE_VERSION:
+            if version not in _READABLE:
                 raise StateDecodeError(
                     f"station state version {version!r} is not readable by this version "
                     f"(reads {STATE_VERSION}); upgrade the processor or rebuild state by replay")
             partition, offset, index = doc["p"]
+            station = doc["s"]
+            newest, receive = doc.get("t", (-1, -1))
             return cls(
-                station_id=doc["s"], last_partition=partition, last_offset=offset,
+                station_id=station, last_partition=partition, last_offset=offset,
                 last_index=index, seq=doc["q"], daily=dict(doc.get("d", {})),
-                connectors={
-                    cid: ConnectorState(
-                        OpenSession._unpack(row) if row is not None else None, status, error)
-                    for cid, status, error, row in doc["c"]
-                },
+                connectors={row[0]: _unpack_connector(row, station) for row in doc["c"]},
+                newest_ms=newest, last_receive_ms=receive,
             )
         except StateDecodeError:
             raise
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise StateDecodeError(f"station state is not readable: {exc!r}") from exc
+
+
+def _pack_connector(cid: int, conn: ConnectorState) -> list[Any]:
+    row = [cid, conn.status, conn.error_code, conn.session._pack() if conn.session else None]
+    extra = conn._pack_extra()
+    if extra is not None:
+        row.append(extra)
+    return row
+
+
+def _unpack_connector(row: list[Any], station_id: str) -> ConnectorState:
+    cid, status, error, session = row[:4]
+    extra: dict[str, Any] = row[4] if len(row) > 4 else {}
+    return ConnectorState(
+        OpenSession._unpack(session) if session is not None else None, status, error,
+        held=[Held.unpack(h, station_id, cid) for h in extra.get("h", ())],
+        ring=list(extra.get("k", ())),
+        recent=[ClosedSession._unpack(c) for c in extra.get("r", ())],
+        newest_ms=extra.get("n", -1))

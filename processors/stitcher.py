@@ -6,21 +6,50 @@ Faust, under a plain consumer loop and under hypothesis. It is idempotent by pos
 an event at or before the station's last applied position changes nothing, which is what
 makes Faust's non-atomic changelog-then-commit safe to restart.
 
-Hot path: a METER event on an open session updates a few fields in place and allocates
-only its result. Running sessions are not built per event; `updates` names the touched
+Messy input is the normal case (processors/rules.py lists the flags and thresholds):
+duplicates are recognised by content, out-of-order events wait in a small per-connector
+reorder buffer (processors/reorder.py), a late event for a recently closed session
+publishes a corrected version (same session_id, version + 1), `expire` closes sessions
+whose stop never came, and readings are checked for resets and units
+(processors/readings.py). Everything that decides an output lives in station state, so
+the same log gives the same sessions and IDs after a restart or a replay.
+
+Hot path: the next in-order METER event of an open session updates a few fields in place
+and allocates only its result. Running sessions are not built per event; `updates` names the touched
 connectors and `snapshot` builds (and prices) a session once per batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, field
 
 from processors.errors import PositionOutOfRange
 from processors.pricing import Pricing, pricing_engine
-from processors.session_ids import IdContext, IdTemplate, utc_date
-from processors.state import ConnectorState, OpenSession, StationState
+from processors.readings import ReadingFolder
+from processors.reorder import (
+    KIND_RANK,
+    Held,
+    ahead,
+    continues,
+    hold,
+    is_duplicate,
+    recent_for,
+)
+from processors.rules import (
+    CLOCK_SKEW,
+    LATE_EVENT,
+    LATE_STOP,
+    MISSING_START,
+    MISSING_STOP,
+    OVERLAPPED,
+    Observation,
+    StitchRules,
+)
+from processors.session_ids import IdTemplate
+from processors.sessions import SessionRecords
+from processors.state import RING_SIZE, ClosedSession, ConnectorState, OpenSession, StationState
+from processors.stations import StationRegistry
 from schemas.records import (
     MAX_EVENTS_PER_MESSAGE,
     ChargingSession,
@@ -36,7 +65,6 @@ _METER, _STARTED, _ENDED, _STATUS = EventKind.METER, EventKind.STARTED, EventKin
     EventKind.STATUS
 _NO_KEYS: tuple[int, ...] = ()
 _NO_SESSIONS: tuple[ChargingSession, ...] = ()
-_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +74,10 @@ class StitcherConfig:
     id_template: IdTemplate
     tariff: Pricing
     """The simple tariff or a tariff file's book (processors.pricing)."""
+    rules: StitchRules = field(default_factory=StitchRules)
+    """Thresholds for messy input (processors.rules); the defaults leave clean input as is."""
+    registry: StationRegistry | None = None
+    """Rated power per connector for plausibility; None: `rules.max_plausible_power_w`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +88,11 @@ class StitchResult:
     mutated in place (a new one only when None was passed). `updates` holds the connector
     ids whose open session changed and is still open after the event; build the running
     session with `SessionStitcher.snapshot(state, connector_id)` (once per batch is
-    enough). `completed` holds sessions this event closed (version 1).
+    enough). `completed` holds sessions this event closed (version 1: COMPLETED, or
+    INCOMPLETE when a new transaction or inactivity displaced them) and corrected versions
+    of recently closed sessions (same session_id, version + 1) that a late event changed.
+    An event may be held in the connector's reorder buffer: then nothing is emitted for it
+    yet, and a later event's result carries what it did.
     """
 
     state: StationState
@@ -66,10 +102,26 @@ class StitchResult:
     """Why the event cannot be used (the agent dead-letters it); the state only records
     its position, so a redelivery of it is a duplicate."""
     duplicate: bool = False
-    """Already applied (same partition, offset/index <= the station's last applied one):
-    nothing changed. Positions on another partition than the last applied one are never
-    duplicates: offsets of different partitions are not comparable, and a station only
+    """Already applied: same partition and offset/index <= the station's last applied one,
+    or the same content as an event already received (transaction + sequence number, or
+    kind + event time + register). Nothing changed except the remembered position.
+    Positions on another partition than the last applied one are never duplicates by
+    position: offsets of different partitions are not comparable, and a station only
     moves partition when the topic's partition count changes."""
+    observations: tuple[Observation, ...] = ()
+    """Per-event findings for anomaly detection (processors.rules.Observation)."""
+
+
+class _Out:
+    """What one call produces, collected while events are routed."""
+
+    __slots__ = ("completed", "observations", "rejected", "updates")
+
+    def __init__(self) -> None:
+        self.updates: list[int] = []
+        self.completed: list[ChargingSession] = []
+        self.observations: list[Observation] = []
+        self.rejected: str | None = None
 
 
 class SessionStitcher:
@@ -78,9 +130,15 @@ class SessionStitcher:
     def __init__(self, config: StitcherConfig) -> None:
         self._config = config
         self._partitions = config.partitions
-        self._template = config.id_template
-        self._daily = config.id_template.uses_daily
         self._engine = pricing_engine(config.tariff)
+        self._rules = rules = config.rules
+        self._folder = ReadingFolder(self._engine, rules, config.registry)
+        self._records = SessionRecords(config.id_template, config.partitions, self._engine,
+                                       rules)
+        self._window = rules.reorder_window_ms
+        self._gap_window = max(rules.reorder_window_ms, rules.seq_gap_ms)
+        self._skew_ahead, self._skew_behind = rules.skew_ahead_ms, rules.skew_behind_ms
+        self._observations: list[Observation] = []
 
     def apply(
         self, state: StationState | None, event: MeterEvent, position: EventPosition
@@ -107,42 +165,95 @@ class SessionStitcher:
         reason = _invalid(event, position)
         if reason is not None:
             return StitchResult(state, _NO_KEYS, _NO_SESSIONS, reason)
+        kind = event.kind
         cid = event.connector_id
         conn = state.connectors.get(cid)
         if conn is None:
             conn = state.connectors[cid] = ConnectorState()
-        kind = event.kind
-        if kind is _METER:
-            session = conn.session
-            if session is None:
-                conn.session = self._open(state, event, position, ("missing_start",))
-            else:
-                self._absorb(session, event)
-            return StitchResult(state, (cid,), _NO_SESSIONS)
-        if kind is _STARTED:
-            closed = _NO_SESSIONS
-            if conn.session is not None:
-                closed = (self._close(state, cid, conn.session, SessionState.INCOMPLETE, None,
-                                      conn.session.end_ms, ("overlapped",)),)
-            conn.session = self._open(state, event, position, ())
-            return StitchResult(state, (cid,), closed)
-        if kind is _ENDED:
-            session = conn.session
-            if session is None:
-                tx = event.transaction_id
-                return StitchResult(state, _NO_KEYS, _NO_SESSIONS, (
-                    f"stop without an open session on {event.station_id}/{cid} "
-                    f"({f'transaction {tx}' if tx is not None else 'no transaction id'})"))
-            self._absorb(session, event)
-            conn.session = None
-            done = self._close(state, cid, session, SessionState.COMPLETED, event.stop_reason,
-                               event.event_time_ms, ())
-            return StitchResult(state, _NO_KEYS, (done,))
+        t, received = event.event_time_ms, event.receive_time_ms
+        if received > state.last_receive_ms:
+            state.last_receive_ms = received
+        session = conn.session
+        if (session is not None and (kind is _METER or kind is _ENDED) and not conn.held
+                and t >= session.end_ms and -self._skew_behind <= t - received <= self._skew_ahead):
+            # Hot path: the next event of the open transaction, in order, clock plausible.
+            seq, top = event.seq, session.seq_max
+            if seq is not None and top is not None and seq == top + 1 \
+                    and event.transaction_id == session.transaction_id is not None:
+                if t > state.newest_ms:
+                    state.newest_ms = t
+                if t > conn.newest_ms:
+                    conn.newest_ms = t
+                observations = self._observations
+                self._folder.absorb(session, event, t, observations)
+                found = tuple(observations) if observations else ()
+                observations.clear()
+                if kind is _METER:
+                    return StitchResult(state, (cid,), _NO_SESSIONS, None, False, found)
+                conn.session = None
+                return StitchResult(state, _NO_KEYS, (self._records.close(
+                    state, cid, conn, session, SessionState.COMPLETED, event.stop_reason,
+                    session.end_ms),), None, False, found)
+        if kind not in KIND_RANK:
+            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, f"unknown event kind {kind!r}")
+        out = _Out()
+        t = self._effective_ms(event, out)
+        if t > state.newest_ms:
+            state.newest_ms = t
         if kind is _STATUS:
             conn.status = event.status
             conn.error_code = event.error_code
-            return StitchResult(state, _NO_KEYS, _NO_SESSIONS)
-        return StitchResult(state, _NO_KEYS, _NO_SESSIONS, f"unknown event kind {kind!r}")
+            if event.status == "Faulted" or event.error_code not in (None, "NoError"):
+                out.observations.append(Observation(
+                    "faulted", cid, t, conn.session.session_id if conn.session else None,
+                    (("status", str(event.status)), ("error_code", str(event.error_code)))))
+            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, None, False,
+                                tuple(out.observations))
+        if is_duplicate(conn, event):
+            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, None, True,
+                                tuple(out.observations))
+        if t > conn.newest_ms:
+            conn.newest_ms = t
+        if event.seq is None:
+            conn.ring.append([KIND_RANK[kind], event.event_time_ms, event.energy_wh])
+            if len(conn.ring) > RING_SIZE:
+                del conn.ring[0]
+        if not conn.held and self._ready(conn, event, t):
+            self._route(state, conn, event, position, t, out, True)
+        else:
+            hold(conn.held, Held(event, position, t))
+            self._release(state, conn, out, event)
+        return StitchResult(
+            state, tuple(dict.fromkeys(c for c in out.updates
+                                       if state.connectors[c].session is not None)),
+            tuple(out.completed) if out.completed else _NO_SESSIONS, out.rejected, False,
+            tuple(out.observations) if out.observations else ())
+
+    def expire(self, state: StationState, now_event_ms: int,
+               now_wall_ms: int) -> list[ChargingSession]:
+        """Close what inactivity ended; call it periodically per station, then save the state.
+
+        `now_event_ms` is the caller's event-time clock (e.g. the newest event time seen on
+        the partition; the station's own newest is used when later). Held events the
+        window has passed are applied; an open session idle for `rules.inactivity_ms` of
+        event time is closed as INCOMPLETE (`missing_stop`), with its ID, energy and cost.
+        Safety net for a silent partition: when the station has received nothing for
+        `rules.inactivity_wall_ms` of wall time (`now_wall_ms` against the newest receive
+        time), every held event is applied and every open session closed. Returns the
+        closed sessions and any corrections, as `StitchResult.completed` would.
+        """
+        rules = self._rules
+        now = max(now_event_ms, state.newest_ms)
+        silent = 0 <= state.last_receive_ms < now_wall_ms - rules.inactivity_wall_ms
+        out = _Out()
+        for cid, conn in state.connectors.items():
+            while conn.held and (silent or conn.held[0].time_ms <= now - self._gap_window):
+                held = conn.held.pop(0)
+                self._route(state, conn, held.event, held.position, held.time_ms, out, False)
+            session = conn.session
+            if session is not None and (silent or now - session.end_ms > rules.inactivity_ms):
+                out.completed.append(self._records.displace(state, cid, conn, MISSING_STOP))
+        return out.completed
 
     def snapshot(self, state: StationState, connector_id: int) -> ChargingSession | None:
         """The running session (state OPEN, version 0, cost so far) on a connector, if open."""
@@ -150,98 +261,140 @@ class SessionStitcher:
         if conn is None or conn.session is None:
             return None
         session = conn.session
-        return self._build(state, connector_id, session, SessionState.OPEN, 0, None,
-                           session.end_ms, session.flags)
+        return self._records.build(state, connector_id, session, SessionState.OPEN, 0, None,
+                                   session.end_ms, session.flags)
 
-    def _open(self, state: StationState, event: MeterEvent, position: EventPosition,
-              flags: tuple[str, ...]) -> OpenSession:
-        start = event.event_time_ms
-        state.seq += 1
-        daily = 0
-        if self._daily:
-            day = utc_date(start).isoformat()
-            daily = state.daily[day] = state.daily.get(day, 0) + 1
-        session_id = self._template.render(IdContext(
-            event.station_id, event.connector_id, start, position, self._partitions,
-            state.seq, daily))
-        power = event.power_w
-        return OpenSession(
-            session_id=session_id, transaction_id=event.transaction_id, id_tag=event.id_tag,
-            vehicle_id=event.vehicle_id, start_ms=start, end_ms=start,
-            meter_start_wh=event.energy_wh, meter_last_wh=event.energy_wh, reading_ms=start,
-            soc_start_pct=event.soc_pct, soc_end_pct=event.soc_pct,
-            max_power_w=power if power is not None else 0.0, charging_ms=0, event_count=1,
-            meter=self._engine.open(event.station_id, event.connector_id, event.id_tag, start),
-            flags=flags)
+    # -- ordering -------------------------------------------------------------------------
 
-    def _absorb(self, session: OpenSession, event: MeterEvent) -> None:
-        """Fold one reading (METER or ENDED) into an open session, in place."""
-        t = event.event_time_ms
-        energy = event.energy_wh
-        if energy is not None:
-            last = session.meter_last_wh
-            if last is None:
-                session.meter_start_wh = energy
-                delta = _ZERO
-            else:
-                if energy > last:
-                    session.charging_ms += t - session.reading_ms
-                # Through str: a register like 1234.5 is priced as written, never as a
-                # binary float (the same conversion the simulator's truth uses).
-                delta = _decimal(energy) - _decimal(last)
-            self._engine.reading(session.meter, event.station_id, t, delta, event.current_a)
-            session.meter_last_wh = energy
-            session.reading_ms = t
-        session.end_ms = t
-        power = event.power_w
-        if power is not None and power > session.max_power_w:
-            session.max_power_w = power
-        soc = event.soc_pct
-        if soc is not None:
-            session.soc_end_pct = soc
-            if session.soc_start_pct is None:
-                session.soc_start_pct = soc
-        session.event_count += 1
-        if session.id_tag is None and event.id_tag is not None:
-            session.id_tag = event.id_tag
-        if session.vehicle_id is None and event.vehicle_id is not None:
-            session.vehicle_id = event.vehicle_id
-        if session.transaction_id is None and event.transaction_id is not None:
-            session.transaction_id = event.transaction_id
+    def _effective_ms(self, event: MeterEvent, out: _Out) -> int:
+        """Event time, or receive time when the charger clock is implausible."""
+        t, received = event.event_time_ms, event.receive_time_ms
+        rules = self._rules
+        if t - received > rules.skew_ahead_ms or received - t > rules.skew_behind_ms:
+            out.observations.append(Observation(
+                "clock_skew", event.connector_id, received, None,
+                (("event_time_ms", str(t)), ("receive_time_ms", str(received)))))
+            return received
+        return t
 
-    def _close(self, state: StationState, connector_id: int, session: OpenSession,
-               final: SessionState, stop_reason: str | None, end_ms: int,
-               extra_flags: tuple[str, ...]) -> ChargingSession:
-        return self._build(state, connector_id, session, final, 1, stop_reason, end_ms,
-                           session.flags + extra_flags)
+    def _ready(self, conn: ConnectorState, event: MeterEvent, t: int) -> bool:
+        window = self._gap_window if ahead(conn, event) else self._window
+        return t <= conn.newest_ms - window
 
-    def _build(self, state: StationState, connector_id: int, session: OpenSession,
-               kind: SessionState, version: int, stop_reason: str | None, end_ms: int,
-               flags: tuple[str, ...]) -> ChargingSession:
-        energy = session.energy_wh
-        plugged = end_ms - session.start_ms
-        charging = session.charging_ms
-        cost = self._engine.quote(session.meter, state.station_id, end_ms)
-        meter_start = session.meter_start_wh
-        return ChargingSession(
-            session_id=session.session_id, version=version, state=kind,
-            station_id=state.station_id, connector_id=connector_id,
-            transaction_id=session.transaction_id, id_tag=session.id_tag,
-            vehicle_id=session.vehicle_id, start_ms=session.start_ms, end_ms=end_ms,
-            meter_start_wh=meter_start if meter_start is not None else 0.0,
-            meter_end_wh=session.meter_last_wh if session.meter_last_wh is not None else 0.0,
-            energy_wh=energy, soc_start_pct=session.soc_start_pct,
-            soc_end_pct=session.soc_end_pct, max_power_w=session.max_power_w,
-            avg_power_w=energy * _MS_PER_HOUR / charging if charging > 0 else 0.0,
-            charging_ms=charging, plugged_ms=plugged,
-            cost=cost.incl_vat, currency=cost.currency,
-            event_count=session.event_count, stop_reason=stop_reason, flags=flags)
+    def _release(self, state: StationState, conn: ConnectorState, out: _Out,
+                 current: MeterEvent) -> None:
+        held = conn.held
+        while held:
+            head = held[0]
+            if len(held) <= self._rules.max_held and not self._ready(conn, head.event,
+                                                                      head.time_ms):
+                return
+            del held[0]
+            self._route(state, conn, head.event, head.position, head.time_ms, out,
+                        head.event is current)
 
+    # -- routing: one event, in application order -----------------------------------------
 
-def _decimal(value: float) -> Decimal:
-    """A register value as written: through `repr`, never the binary float (whole numbers,
-    the usual case, take the faster exact path)."""
-    return Decimal(int(value)) if value.is_integer() else Decimal(repr(value))
+    def _route(self, state: StationState, conn: ConnectorState, event: MeterEvent,
+               position: EventPosition, t: int, out: _Out, current: bool) -> None:
+        cid = event.connector_id
+        skewed = t != event.event_time_ms
+        session = conn.session
+        kind = event.kind
+        inactivity = self._rules.inactivity_ms
+        if kind is _STARTED:
+            if session is not None and event.transaction_id is not None \
+                    and event.transaction_id == session.transaction_id:
+                self._late(session, event, t, out)  # its start, after its readings
+                out.updates.append(cid)
+                return
+            if recent_for(conn, event, t, self._rules.late_horizon_ms) is not None:
+                out.observations.append(_late_observation(event, t, None))
+                return
+            if session is not None:
+                out.completed.append(self._records.displace(
+                    state, cid, conn,
+                    MISSING_STOP if t - session.end_ms > inactivity else OVERLAPPED))
+            conn.session = session = self._records.open(state, event, position, t, ())
+            if skewed:
+                session.flags += (CLOCK_SKEW,)
+            out.updates.append(cid)
+            return
+        if session is not None and not continues(session, event, t, inactivity):
+            closed = recent_for(conn, event, t, self._rules.late_horizon_ms)
+            if closed is not None:  # late event of an earlier session: leave this one be
+                self._correct(state, conn, closed, event, t, out)
+                return
+            out.completed.append(self._records.displace(state, cid, conn, MISSING_STOP))
+            session = None
+        if session is not None:
+            if (event.seq is not None and session.seq_max is not None
+                    and event.seq <= session.seq_max) or (event.seq is None
+                                                          and t < session.end_ms):
+                self._late(session, event, t, out)
+            else:  # in order by seq, even if the charger's clock says otherwise
+                self._folder.absorb(session, event, max(t, session.reading_ms),
+                                    out.observations)
+            if kind is _ENDED:
+                conn.session = None
+                if skewed and CLOCK_SKEW not in session.flags:
+                    session.flags += (CLOCK_SKEW,)
+                out.completed.append(self._records.close(
+                    state, cid, conn, session, SessionState.COMPLETED, event.stop_reason,
+                    session.end_ms))
+                return
+        else:
+            closed = recent_for(conn, event, t, self._rules.late_horizon_ms)
+            if closed is not None:
+                self._correct(state, conn, closed, event, t, out)
+                return
+            if kind is _ENDED:
+                tx = event.transaction_id
+                reason = (f"stop without an open session on {event.station_id}/{cid} "
+                          f"({f'transaction {tx}' if tx is not None else 'no transaction id'})")
+                if current:
+                    out.rejected = reason
+                else:
+                    out.observations.append(Observation(
+                        "unusable_held_event", cid, t, None,
+                        (("event_id", event.event_id), ("reason", reason))))
+                return
+            conn.session = session = self._records.open(state, event, position, t, (MISSING_START,))
+        if skewed and CLOCK_SKEW not in session.flags:
+            session.flags += (CLOCK_SKEW,)
+        out.updates.append(cid)
+
+    def _late(self, session: OpenSession, event: MeterEvent, t: int, out: _Out) -> None:
+        self._folder.fold_late(session, event)
+        if LATE_EVENT not in session.flags:
+            session.flags += (LATE_EVENT,)
+        out.observations.append(_late_observation(event, t, session.session_id))
+
+    def _correct(self, state: StationState, conn: ConnectorState, closed: ClosedSession,
+                 event: MeterEvent, t: int, out: _Out) -> None:
+        """A late event for a recently closed session: publish it again, version + 1."""
+        session = closed.session
+        incomplete = closed.final is SessionState.INCOMPLETE
+        if event.kind is _ENDED and not incomplete:
+            out.observations.append(_late_observation(event, t, session.session_id))
+            return  # a second, different stop of a completed session changes nothing
+        if incomplete and t >= session.end_ms:
+            self._folder.absorb(session, event, t, out.observations)
+            closed.end_ms = session.end_ms
+        else:
+            self._late(session, event, t, out)
+        if event.kind is _ENDED:
+            session.flags = tuple(f for f in session.flags if f != MISSING_STOP) + (LATE_STOP,)
+            closed.final = SessionState.COMPLETED
+            closed.stop_reason = event.stop_reason
+        closed.version += 1
+        out.completed.append(self._records.build(state, event.connector_id, session, closed.final,
+                                         closed.version, closed.stop_reason, closed.end_ms,
+                                         session.flags))
+
+def _late_observation(event: MeterEvent, t: int, session_id: str | None) -> Observation:
+    return Observation("late_event", event.connector_id, t, session_id,
+                       (("event_id", event.event_id), ("kind", event.kind.value)))
 
 
 def _invalid(event: MeterEvent, position: EventPosition) -> str | None:

@@ -1,0 +1,94 @@
+"""How the stitcher treats messy input: thresholds, the session flags, per-event observations.
+
+Session flags (`ChargingSession.flags`), for on-call and for analysts:
+
+- `missing_start`: no start event; the session opened from its first meter/transaction event.
+- `missing_stop`: closed as INCOMPLETE after inactivity (or because another transaction
+  took the connector); a stop arriving later corrects it (version + 1, flag replaced).
+- `late_stop`: the stop arrived after the session had been closed for inactivity.
+- `overlapped`: a new start on the connector closed this still-open session.
+- `register_reset`: the energy register went backwards mid-session (reset or rollover);
+  energy is counted across it.
+- `stop_below_start`: the stop's register is below the session's first reading; it is
+  ignored (energy runs to the last plausible reading).
+- `stop_below_last`: the stop's register is below the last reading (but not the first); ignored.
+- `unit_corrected_kwh`: the charger sent kWh in the Wh field; values were multiplied by 1000.
+- `unit_corrected_mwh`: values were 1000 times too large for the connector's rating;
+  divided by 1000.
+- `clock_skew`: an event's charger time was implausibly far from its receive time; the
+  receive time was used to order and time it.
+- `late_event`: an event arrived after later events of the session had been applied
+  (beyond the reorder window); only order-free aggregates took it (count, peak power, ids).
+
+Duplicates are not flags: `StitchResult.duplicate` counts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MISSING_START = "missing_start"
+MISSING_STOP = "missing_stop"
+LATE_STOP = "late_stop"
+OVERLAPPED = "overlapped"
+REGISTER_RESET = "register_reset"
+STOP_BELOW_START = "stop_below_start"
+STOP_BELOW_LAST = "stop_below_last"
+UNIT_KWH = "unit_corrected_kwh"
+UNIT_MWH = "unit_corrected_mwh"
+CLOCK_SKEW = "clock_skew"
+LATE_EVENT = "late_event"
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class StitchRules:
+    """Thresholds of the messy-input rules; the defaults keep clean input exactly as is.
+
+    Ordering uses event time (the charger clock) unless it is skewed, then receive time.
+    `reorder_window_ms` = 0 applies events without a sequence number in arrival order (no
+    lag for running updates); a larger window holds each event until the connector has
+    seen an event that much newer, then applies the held events in time order. Events
+    with a sequence number are applied at once when they are the next expected one, and
+    held across a gap for at most `seq_gap_ms` (or the window, if larger).
+    """
+
+    reorder_window_ms: int = 0
+    seq_gap_ms: int = 120_000
+    max_held: int = 4
+    """Held events per connector; on overflow the oldest is applied (bounds state size)."""
+    inactivity_ms: int = 6 * HOUR_MS
+    """Event time without an event on an open session before it is closed as incomplete."""
+    inactivity_wall_ms: int = 12 * HOUR_MS
+    """Wall-clock safety net: the station received nothing for this long (silent partition)."""
+    skew_ahead_ms: int = 5 * 60_000
+    """Charger time this far ahead of receive time is skew (it cannot be in the future)."""
+    skew_behind_ms: int = 7 * 24 * HOUR_MS
+    """...or this far behind (offline buffering is legitimate below it; 1970 is not)."""
+    late_horizon_ms: int = 24 * HOUR_MS
+    """How long (event time) a closed session can still take a late event and be corrected."""
+    recent_sessions: int = 2
+    """Closed sessions per connector kept for corrections."""
+    max_plausible_power_w: float = 400_000.0
+    """Rated power assumed for connectors the station registry does not know."""
+    power_tolerance: float = 1.5
+    """Average power above rating x this is implausible (unit check, power observations)."""
+    unit_check_min_ms: int = 30_000
+    """Shortest reading interval a unit decision is taken on (register rounding)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A per-event finding for anomaly detection: what, where, and the values that show it.
+
+    Kinds: `power_above_rating`, `energy_backwards`, `soc_falling`, `faulted`,
+    `clock_skew`, `late_event`, `unusable_held_event` (a held event that turned out unusable
+    when the window released it; `values` holds the reason).
+    """
+
+    kind: str
+    connector_id: int
+    time_ms: int
+    session_id: str | None
+    values: tuple[tuple[str, str], ...] = ()
