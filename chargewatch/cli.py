@@ -15,8 +15,15 @@ from pathlib import Path
 
 from rich.console import Console
 
+from chargewatch.bench_reports import add_bench_arguments
+from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
 from chargewatch.errors import ChargeWatchError, ConfigError
-from chargewatch.reporting import add_report_arguments, cmd_report
+from chargewatch.reporting import (
+    add_report_arguments,
+    add_session_arguments,
+    cmd_report,
+    cmd_session,
+)
 from chargewatch.settings import Settings, load_settings
 from producers.ocpp_cli import add_gateway_arguments, cmd_gateway
 
@@ -90,18 +97,6 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if stats.dead_lettered == 0 or not args.strict else 1
 
 
-def cmd_session(settings: Settings, args: argparse.Namespace) -> int:
-    from chargewatch.lookup import open_source
-    from chargewatch.render import print_record
-
-    record = open_source(settings).session(args.session_id)
-    if record is None:
-        err.print(f"no completed session {args.session_id!r}")
-        return 1
-    print_record(record, _fmt(args), title=f"session {args.session_id}")
-    return 0
-
-
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.bench import cmd_bench as bench_pipeline
 
@@ -129,7 +124,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.migrate import migrate
 
     applied = migrate(connect(settings.clickhouse.url.get_secret_value()),
-                      settings.clickhouse.database)
+                      settings.clickhouse.database, cluster=settings.clickhouse.cluster)
     print("\n".join(applied) if applied else "nothing to apply")
     return 0
 
@@ -170,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("replay", cmd_replay, "publish meter events from a JSON Lines file")
     p.add_argument("file")
     p.add_argument("--strict", action="store_true", help="exit 1 if any line was dead-lettered")
-    p = add("session", cmd_session, "print one completed session")
-    p.add_argument("session_id")
-    _add_format(p, csv=False)
+    p = add("session", cmd_session,
+            "print one session, completed or open, by ID (or --station and transaction id)")
+    add_session_arguments(p)
     p = add("report", cmd_report, "print a named report (table, CSV, JSON, chart)")
     add_report_arguments(p)
     p = add("config", cmd_config_show, "show the effective configuration (secrets masked)")
@@ -180,10 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     add("migrate", cmd_migrate, "apply ClickHouse migrations")
     add_gateway_arguments(add("gateway", cmd_gateway, "run the OCPP gateway chargers connect to"))
-    p = add("bench", cmd_bench, "measure throughput and latency on the embedded stack")
-    p.add_argument("what", choices=["pipeline"])
-    p.add_argument("--events", type=int, default=200_000, help="events per workload")
-    p.add_argument("--run-dir", default=".data/bench")
+    p = add("bench", cmd_bench, "measure throughput, latency and report speed")
+    benches = p.add_subparsers(dest="what", required=True)
+    pipeline = benches.add_parser("pipeline", help="events/s and latency on the embedded stack")
+    pipeline.add_argument("--events", type=int, default=200_000, help="events per workload")
+    pipeline.add_argument("--run-dir", default=".data/bench")
+    reports = benches.add_parser("reports", help="report and lookup latency on synthetic data")
+    reports.set_defaults(fn=cmd_bench_reports)
+    add_bench_arguments(reports)
     return parser
 
 

@@ -1,7 +1,10 @@
-"""Where lookups and reports read from: ClickHouse directly, or the sink that holds chDB.
+"""Where lookups and reports read from: ClickHouse directly, or the sink that holds chDB;
+and where open sessions are: the processor worker's live state.
 
 An embedded chDB folder can be open in one process at a time. While a sink worker holds it,
 commands such as `chargewatch session ID` ask that worker over its web endpoint instead.
+A session still running is not in ClickHouse at all: `find_session` then asks the
+processor worker's `/open-sessions/` view (processors/web.py).
 """
 
 from __future__ import annotations
@@ -11,27 +14,74 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chargewatch.errors import StackError
 from chargewatch.settings import Settings
-from sinks import reports
+from sinks import analytics, reports
 from sinks.clickhouse import connect
 from sinks.migrate import migrate
 from sinks.reports import Report
 
 ReportFn = Callable[..., Report]
 
-REPORTS: dict[str, ReportFn] = {
-    "summary": reports.summary,
-    "top-stations": reports.top_stations,
-    "station-daily": reports.station_daily,
-    "cost-per-vehicle": reports.cost_per_vehicle,
+DATES, STATION, VEHICLE, MONTH, LIMIT, TZ = ("date_from", "date_to"), ("station",), \
+    ("vehicle",), ("month",), ("limit",), ("tz",)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSpec:
+    fn: ReportFn
+    params: tuple[str, ...]
+    """The filters and options this report takes; any other is refused by name."""
+    help: str
+
+
+REPORTS: dict[str, ReportSpec] = {
+    "summary": ReportSpec(reports.summary, (), "network totals per currency"),
+    "station-daily": ReportSpec(reports.station_daily, DATES + STATION + VEHICLE + TZ,
+                                "per station per day: sessions, energy, revenue, utilization"),
+    "station-health": ReportSpec(analytics.station_health, DATES + STATION,
+                                 "per day: failure rate, zero-energy sessions, faults"),
+    "utilization": ReportSpec(analytics.utilization, DATES + STATION + LIMIT,
+                              "busiest stations: occupancy, queues, blocking idle time"),
+    "heatmap": ReportSpec(analytics.heatmap, DATES + STATION,
+                          "sessions started per weekday x hour (UTC)"),
+    "session-lengths": ReportSpec(analytics.length_distribution, DATES + STATION + VEHICLE,
+                                  "distribution of plugged-in time"),
+    "session-energy": ReportSpec(analytics.energy_distribution, DATES + STATION + VEHICLE,
+                                 "distribution of energy per session"),
+    "efficiency": ReportSpec(analytics.efficiency, DATES + STATION + LIMIT,
+                             "average vs peak power, energy per plugged-in minute"),
+    "cost-per-vehicle": ReportSpec(reports.cost_per_vehicle, MONTH + VEHICLE,
+                                   "sessions, energy and cost per vehicle"),
+    "cost-per-station": ReportSpec(reports.cost_per_station, DATES + STATION,
+                                   "sessions, energy, revenue and price per station"),
+    "top-stations": ReportSpec(reports.top_stations, DATES + STATION + LIMIT,
+                               "stations by revenue"),
+    "top-anomalies": ReportSpec(analytics.top_anomalies, DATES + STATION + LIMIT,
+                                "anomalies by kind and station, worst first"),
 }
 
 
+def run_report(client: Any, database: str, name: str, **params: Any) -> Report:
+    """Run a named report; unknown names and filters the report does not take are refused."""
+    spec = REPORTS.get(name)
+    if spec is None:
+        raise StackError(f"unknown report {name!r}; known: {', '.join(REPORTS)}")
+    given = {k: v for k, v in params.items() if v is not None}
+    refused = sorted(set(given) - set(spec.params))
+    if refused:
+        takes = ", ".join(spec.params) or "no filters"
+        raise StackError(f"report {name!r} does not take {', '.join(refused)} (it takes {takes})")
+    if "limit" in given:
+        given["limit"] = int(given["limit"])
+    return spec.fn(client, database, **given)
+
+
 class ReportSource(Protocol):
-    def session(self, session_id: str) -> dict[str, Any] | None: ...
+    def session(self, session_id: str, station: str | None = None) -> dict[str, Any] | None: ...
 
     def report(self, name: str, **params: Any) -> Report: ...
 
@@ -43,13 +93,30 @@ class ClickHouseSource:
         self.client = client
         self.database = database
 
-    def session(self, session_id: str) -> dict[str, Any] | None:
+    def session(self, session_id: str, station: str | None = None) -> dict[str, Any] | None:
+        """A completed session by ID, or by the charger's transaction id with its station."""
+        if station:
+            return reports.session_by_transaction(self.client, self.database, station,
+                                                  session_id)
         return reports.session_by_id(self.client, self.database, session_id)
 
     def report(self, name: str, **params: Any) -> Report:
-        if name not in REPORTS:
-            raise StackError(f"unknown report {name!r}; known: {', '.join(REPORTS)}")
-        return REPORTS[name](self.client, self.database, **params)
+        return run_report(self.client, self.database, name, **params)
+
+
+def _get_json(base_url: str, path: str, params: dict[str, Any] | None = None,
+              timeout_s: float = 10.0) -> Any:
+    """GET a JSON document; None on 404, StackError naming the server on other errors."""
+    query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
+    url = f"{base_url}{path}" + (f"?{query}" if query else "")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise StackError(f"worker at {base_url} answered {exc.code}: "
+                         f"{exc.read().decode(errors='replace')}") from None
 
 
 class SinkWebSource:
@@ -58,32 +125,37 @@ class SinkWebSource:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
-        url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return json.load(response)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise StackError(f"sink worker at {self.base_url} answered {exc.code}: "
-                             f"{exc.read().decode(errors='replace')}") from None
-
-    def session(self, session_id: str) -> dict[str, Any] | None:
-        return self._get(f"/sessions/{urllib.parse.quote(session_id, safe='')}")
+    def session(self, session_id: str, station: str | None = None) -> dict[str, Any] | None:
+        return _get_json(self.base_url, f"/sessions/{urllib.parse.quote(session_id, safe='')}",
+                         {"station": station})
 
     def report(self, name: str, **params: Any) -> Report:
-        data = self._get(f"/reports/{urllib.parse.quote(name)}", params)
+        data = _get_json(self.base_url, f"/reports/{urllib.parse.quote(name)}", params)
         if data is None:
             raise StackError(f"unknown report {name!r}")
         return Report(columns=data["columns"], rows=[tuple(r) for r in data["rows"]])
 
     def healthy(self) -> bool:
         try:
-            return bool(self._get("/health"))
+            return bool(_get_json(self.base_url, "/health"))
         except (StackError, OSError):
             return False
+
+
+class ProcessorWebSource:
+    """Asks a processor worker for a session that is still open (its live station state)."""
+
+    def __init__(self, base_url: str, timeout_s: float = 2.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def open_session(self, key: str, station: str | None = None) -> dict[str, Any] | None:
+        """The running session, or None if no worker answers or none is open under `key`."""
+        path = f"/open-sessions/{urllib.parse.quote(key, safe='')}/"
+        try:
+            return _get_json(self.base_url, path, {"station": station}, self.timeout_s)
+        except OSError:
+            return None
 
 
 def open_source(settings: Settings) -> ReportSource:
@@ -99,5 +171,26 @@ def open_source(settings: Settings) -> ReportSource:
             return remote
         raise StackError(f"cannot open {url} ({exc}) and no sink worker answers on port "
                          f"{settings.sink.web_port}") from None
-    migrate(client, settings.clickhouse.database)
+    migrate(client, settings.clickhouse.database, cluster=settings.clickhouse.cluster)
     return ClickHouseSource(client, settings.clickhouse.database)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    record: dict[str, Any]
+    where: str
+    """"clickhouse" (completed) or "processor" (still open)."""
+
+
+def find_session(source: ReportSource, live: ProcessorWebSource | None, key: str,
+                 station: str | None = None) -> Found | None:
+    """A session by ID (or by transaction id with `station`): completed ones from ClickHouse,
+    open ones from the processor worker's live state."""
+    record = source.session(key, station)
+    if record is not None:
+        return Found(record, "clickhouse")
+    if live is not None:
+        record = live.open_session(key, station)
+        if record is not None:
+            return Found(record, "processor")
+    return None

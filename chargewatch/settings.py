@@ -53,6 +53,9 @@ class ClickHouseSettings(BaseModel):
         SecretStr("chdb://.data/chdb"),
         description="chdb:///path (embedded) or http(s)://user:password@host:port.")
     database: str = Field("chargewatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    cluster: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="ClickHouse cluster name: migrations run ON CLUSTER with Replicated engines.")
 
 
 class TariffSettings(BaseModel):

@@ -33,7 +33,7 @@ class SinkService:
                  client: Any | None = None) -> None:
         database = settings.clickhouse.database
         self.client = client or connect(settings.clickhouse.url.get_secret_value())
-        migrate(self.client, database)
+        migrate(self.client, database, cluster=settings.clickhouse.cluster)
         topics = Topics(settings.kafka.namespace)
         self.runner = SinkRunner(
             consumer_conf={
@@ -107,7 +107,7 @@ def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
                 if parts == ["health"]:
                     self._send(HTTPStatus.OK, {"status": "ok", **service.runner.stats_dict()})
                 elif len(parts) == 2 and parts[0] == "sessions":
-                    row = service.source.session(parts[1])
+                    row = service.source.session(parts[1], params.get("station"))
                     if row is None:
                         self._send(HTTPStatus.NOT_FOUND, {"error": "no such session"})
                     else:

@@ -49,6 +49,10 @@ class StationStore:
         value = self._table.data.get(station_id.encode())
         return bytes(value) if value is not None else None
 
+    def items(self) -> list[tuple[bytes, bytes]]:
+        """Every station state this worker holds (a copy: the table changes while a view reads)."""
+        return [(bytes(k), bytes(v)) for k, v in self._table.data.items()]
+
     def put(self, station_id: str, partition: int, blob: bytes) -> None:
         key = station_id.encode()
         self._table.data[key] = blob

@@ -27,6 +27,7 @@ from processors.agents import StationStore
 from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessage
 from processors.session_ids import IdTemplate
 from processors.stitcher import SessionStitcher, StitcherConfig
+from processors.web import register_views
 from schemas.codec import Codec
 
 log = logging.getLogger("chargewatch.processor")
@@ -86,6 +87,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
                                lambda: int(time.time() * 1000))
 
     store = StationStore(stations, bootstrap_servers)
+    register_views(app, store, build_stitcher(settings), topics)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: object, revoked: set[TP], **_: object) -> None:

@@ -4,6 +4,13 @@ Each applied file is recorded in `{database}.schema_migrations` with its SHA-256
 re-run applies nothing and a file edited after it was applied is refused by name (write a
 new numbered file instead). Files use a `{database}` placeholder and may hold several
 statements, separated by `;` at the end of a line.
+
+Cluster mode (`cluster=NAME`): the same files run on a ClickHouse cluster. Every DDL
+statement gets `ON CLUSTER NAME` and every `*MergeTree` engine becomes its `Replicated*`
+twin with the server's default replica path and name (`default_replica_path`,
+`default_replica_name`, i.e. `/clickhouse/tables/{uuid}/{shard}` and `{replica}`), so the
+files stay written for one server and the checksums do not depend on the mode. Data
+statements (INSERT) run once, on the server the client talks to.
 """
 
 from __future__ import annotations
@@ -32,11 +39,27 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
-    def statements(self, database: str) -> list[str]:
+    def statements(self, database: str, cluster: str | None = None) -> list[str]:
         """The file's statements with the database filled in; comment-only chunks dropped."""
         text = self.sql.replace("{database}", database)
         chunks = (chunk.strip() for chunk in _STATEMENT_END.split(text))
-        return [chunk for chunk in chunks if _has_code(chunk)]
+        found = [chunk for chunk in chunks if _has_code(chunk)]
+        return [for_cluster(s, cluster) for s in found] if cluster else found
+
+
+_DDL_TARGET = re.compile(
+    r"^((?:\s*--[^\n]*\n)*\s*(?:RENAME\s+TABLE\s+[\w.]+\s+TO\s+[\w.]+|"
+    r"(?:CREATE\s+(?:MATERIALIZED\s+)?(?:TABLE|VIEW|DATABASE)(?:\s+IF\s+NOT\s+EXISTS)?"
+    r"|DROP\s+(?:TABLE|VIEW)(?:\s+IF\s+EXISTS)?|ALTER\s+TABLE)\s+[\w.]+))", re.IGNORECASE)
+_ENGINE = re.compile(r"\bENGINE\s*=\s*(?!Replicated)(\w*MergeTree)\b")
+
+
+def for_cluster(statement: str, cluster: str) -> str:
+    """One statement for a cluster: ON CLUSTER after its target, Replicated engines."""
+    check_identifier(cluster)
+    statement = _DDL_TARGET.sub(lambda m: f"{m.group(1)} ON CLUSTER {cluster}", statement,
+                                count=1)
+    return _ENGINE.sub(lambda m: f"ENGINE = Replicated{m.group(1)}", statement)
 
 
 def _has_code(chunk: str) -> bool:
@@ -53,17 +76,20 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return [Migration(name, entry.read_text(encoding="utf-8")) for name, entry in found]
 
 
-def migrate(client: Client, database: str, directory: Path | None = None) -> list[str]:
+def migrate(client: Client, database: str, directory: Path | None = None,
+            cluster: str | None = None) -> list[str]:
     """Create `database` if needed and apply the migrations not applied yet; return their names.
 
+    `cluster` names a ClickHouse cluster to run them ON (module docstring); None = one server.
     Raises MigrationError naming the file when an applied file changed or a statement fails.
     """
     check_identifier(database)
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
-        "(name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        "ENGINE = MergeTree ORDER BY name")
+    setup = [f"CREATE DATABASE IF NOT EXISTS {database}",
+             f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
+             "(name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+             "ENGINE = MergeTree ORDER BY name"]
+    for statement in setup:
+        client.command(for_cluster(statement, cluster) if cluster else statement)
     applied = dict(client.query(
         "SELECT name, any(checksum) FROM {db:Identifier}.schema_migrations GROUP BY name",
         parameters={"db": database}).result_rows)
@@ -77,7 +103,7 @@ def migrate(client: Client, database: str, directory: Path | None = None) -> lis
                     f"(checksum {recorded[:12]} recorded, {migration.checksum[:12]} now); "
                     "restore it and put the change in a new numbered file")
             continue
-        for statement in migration.statements(database):
+        for statement in migration.statements(database, cluster):
             try:
                 client.command(statement)
             except Exception as exc:  # noqa: BLE001 - report the file, keep the cause

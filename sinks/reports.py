@@ -1,10 +1,16 @@
 """Named report queries over ClickHouse, each returning a printable/exportable Report.
 
-Every query reads `charging_sessions` with FINAL, so a session counts once at its latest
-version even before parts merge. Parameters are bound server-side (`{name:Type}`), the
-database name as an Identifier: no user input is ever formatted into SQL. Money stays
-Decimal and is grouped per currency, never summed across currencies. "Day" is taken in
-`tz` (a station's local zone is configuration; UTC by default).
+Where a rollup answers (migration 0008: station_daily, hourly_load, vehicle_monthly) a
+report reads it, so a report costs the same at 10 thousand or 10 million sessions; what
+no rollup holds reads `charging_sessions FINAL`, where a session counts once at its latest
+version. Rollups follow corrections (they sum `sign * x`), so both give the same numbers.
+Rollup days are UTC days of the session's start; a report asked for another time zone
+reads the sessions table instead.
+
+Parameters are bound server-side (`{name:Type}`), the database name as an Identifier: no
+user input is ever formatted into SQL. Money stays Decimal and is grouped per currency,
+never summed across currencies. Filters: `date_from`/`date_to` (inclusive days),
+`station`, `vehicle`, where the report's grain allows them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ from clickhouse_connect.driver.client import Client
 from sinks.clickhouse import check_identifier
 
 SESSIONS = "{db:Identifier}.charging_sessions FINAL"
+FAULT_STOP_REASONS = ("EmergencyStop", "PowerLoss", "HardReset", "SoftReset", "Reboot",
+                      "ImmediateReset", "GroundFault", "OvercurrentFault", "PowerQuality",
+                      "Timeout")
+"""OCPP stop reasons that mean the charger (not the driver) ended the session; with the
+incomplete sessions these are the "failed" ones (the same list is in 0008_rollups.sql)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +36,18 @@ class Report:
     columns: list[str]
     rows: list[tuple]
 
+    def renamed(self, names: dict[str, str]) -> Report:
+        """The same report with some columns renamed (SQL aliases must not shadow columns)."""
+        return Report([names.get(c, c) for c in self.columns], self.rows)
 
-def _run(client: Client, sql: str, database: str, **params: Any) -> Report:
+
+def run(client: Client, sql: str, database: str, **params: Any) -> Report:
+    """Run one report query with bound parameters; the database is bound as `db`."""
     result = client.query(sql, parameters={"db": check_identifier(database), **params})
     return Report(list(result.column_names), [tuple(row) for row in result.result_rows])
 
 
-def _date(value: date | str | None, name: str) -> date | None:
+def as_date(value: date | str | None, name: str) -> date | None:
     if value is None or isinstance(value, date):
         return value
     try:
@@ -40,93 +56,193 @@ def _date(value: date | str | None, name: str) -> date | None:
         raise ValueError(f"{name} must be a date like 2024-05-31, not {value!r}") from None
 
 
-def _month(value: date | str | None) -> date | None:
+def as_month(value: date | str | None) -> date | None:
     if isinstance(value, str) and len(value) == 7:
         value = f"{value}-01"
-    day = _date(value, "month")
+    day = as_date(value, "month")
     return day.replace(day=1) if day else None
+
+
+def where(day: str | None = None, station: str | None = None,
+          vehicle: str | None = None) -> str:
+    """The filter conditions for these columns, bound to date_from/date_to/station/vehicle."""
+    parts = ["1"]
+    if day:
+        parts += [f"({{date_from:Nullable(Date)}} IS NULL OR {day} >= "
+                  "{date_from:Nullable(Date)})",
+                  f"({{date_to:Nullable(Date)}} IS NULL OR {day} <= {{date_to:Nullable(Date)}})"]
+    if station:
+        parts.append(f"({{station:Nullable(String)}} IS NULL OR {station} = "
+                     "{station:Nullable(String)})")
+    if vehicle:
+        parts.append(f"({{vehicle:Nullable(String)}} IS NULL OR {vehicle} = "
+                     "{vehicle:Nullable(String)})")
+    return " AND ".join(parts)
+
+
+def filters(date_from: date | str | None = None, date_to: date | str | None = None,
+            station: str | None = None, vehicle: str | None = None) -> dict[str, Any]:
+    """Checked filter parameters for `where`."""
+    return {"date_from": as_date(date_from, "date_from"), "date_to": as_date(date_to, "date_to"),
+            "station": station, "vehicle": vehicle}
 
 
 def summary(client: Client, database: str) -> Report:
     """Sessions, completed vs incomplete, energy, revenue and price per kWh, per currency."""
-    return _run(client, f"""
-        SELECT currency,
-               count() AS sessions,
-               countIf(state = 'completed') AS completed,
-               countIf(state = 'incomplete') AS incomplete,
-               round(sum(energy_wh) / 1000, 3) AS energy_kwh,
-               sum(cost) AS revenue,
-               if(sum(energy_wh) > 0,
-                  round(toDecimal128(sum(cost), 6) / toDecimal128(sum(energy_wh) / 1000, 6), 4),
+    return run(client, """
+        SELECT currency, sum(d.sessions) AS sessions, sum(d.completed) AS completed,
+               sum(d.incomplete) AS incomplete,
+               round(sum(d.energy_wh) / 1000, 3) AS energy_kwh,
+               sum(d.revenue) AS revenue,
+               if(energy_kwh > 0,
+                  round(toDecimal128(revenue, 6) / toDecimal128(energy_kwh, 6), 4),
                   NULL) AS avg_price_per_kwh,
-               uniqExact(station_id) AS stations,
-               uniqExact(vehicle_id) AS vehicles
-        FROM {SESSIONS}
+               uniqExactIf(station_id, d.sessions != 0) AS stations,
+               any(v.vehicles) AS vehicles
+        FROM {db:Identifier}.station_daily AS d
+        LEFT JOIN (SELECT currency, countIf(n != 0 AND vehicle_id != '') AS vehicles
+                   FROM (SELECT currency, vehicle_id, sum(sessions) AS n
+                         FROM {db:Identifier}.vehicle_monthly GROUP BY currency, vehicle_id)
+                   GROUP BY currency) AS v USING currency
         GROUP BY currency
+        HAVING sessions != 0
         ORDER BY currency""", database)
 
 
-def top_stations(client: Client, database: str, limit: int | str = 10) -> Report:
+def top_stations(client: Client, database: str, limit: int | str = 10, **filter_args: Any,
+                 ) -> Report:
     """Stations by revenue, with their sessions and energy."""
-    return _run(client, f"""
-        SELECT station_id, currency,
-               count() AS sessions,
-               round(sum(energy_wh) / 1000, 3) AS energy_kwh,
-               sum(cost) AS revenue
-        FROM {SESSIONS}
+    return run(client, f"""
+        SELECT station_id, currency, sum(sessions) AS sessions_,
+               round(sum(energy_wh) / 1000, 3) AS energy_kwh, sum(revenue) AS revenue_
+        FROM {{db:Identifier}}.station_daily
+        WHERE {where("day", "station_id")}
         GROUP BY station_id, currency
-        ORDER BY revenue DESC, station_id
-        LIMIT {{limit:UInt32}}""", database, limit=int(limit))
+        HAVING sessions_ != 0
+        ORDER BY revenue_ DESC, station_id
+        LIMIT {{limit:UInt32}}""", database, limit=int(limit), **filters(**filter_args)
+    ).renamed({"sessions_": "sessions", "revenue_": "revenue"})
 
 
 def session_by_id(client: Client, database: str, session_id: str) -> dict[str, Any] | None:
-    """Every column of one session at its latest version, or None: the support-call lookup."""
-    report = _run(client, f"""
-        SELECT * FROM {SESSIONS}
-        WHERE session_id = {{session_id:String}}
-        ORDER BY version DESC
-        LIMIT 1""", database, session_id=session_id)
-    return dict(zip(report.columns, report.rows[0], strict=True)) if report.rows else None
+    """Every column of one session at its latest version, or None: the support-call lookup.
+
+    A primary-key point query (charging_sessions is ordered by session_id). It reads the
+    session's few rows without FINAL (FINAL costs ~10x here) and keeps the highest version
+    whose signs do not cancel out.
+    """
+    report = run(client, """
+        SELECT * FROM {db:Identifier}.charging_sessions
+        WHERE session_id = {session_id:String}""", database, session_id=session_id)
+    rows = [dict(zip(report.columns, row, strict=True)) for row in report.rows]
+    live = latest_live(rows)
+    if live is None:
+        return None
+    del live["sign"]
+    return live
+
+
+def latest_live(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of one session's rows, the highest version whose +1 was not cancelled by a -1."""
+    net: dict[int, int] = {}
+    for row in rows:
+        net[row["version"]] = net.get(row["version"], 0) + row["sign"]
+    live = [v for v, n in net.items() if n > 0]
+    if not live:
+        return None
+    top = max(live)
+    return next(dict(row) for row in rows if row["version"] == top and row["sign"] > 0)
+
+
+def session_by_transaction(client: Client, database: str, station: str,
+                           transaction_id: str) -> dict[str, Any] | None:
+    """The session a charger's own transaction id names (the latest, if it was reused)."""
+    found = run(client, """
+        SELECT session_id FROM {db:Identifier}.session_keys
+        WHERE station_id = {station:String} AND transaction_id = {tx:String}
+        ORDER BY start_time DESC
+        LIMIT 1""", database, station=station, tx=transaction_id)
+    return session_by_id(client, database, found.rows[0][0]) if found.rows else None
+
+
+_DAILY_MEASURES = """
+       sum(sessions) AS sessions_, sum(completed) AS completed_, sum(incomplete) AS incomplete_,
+       sum(failed) AS failed_, sum(zero_energy) AS zero_energy_,
+       round(sum(energy_wh) / 1000, 3) AS energy_kwh, sum(revenue) AS revenue_,
+       round(sum(plugged_ms) / 60000, 1) AS plugged_min,
+       round(sum(charging_ms) / 60000, 1) AS charging_min"""
+_DAILY_NAMES = {"sessions_": "sessions", "completed_": "completed", "incomplete_": "incomplete",
+                "failed_": "failed", "zero_energy_": "zero_energy", "revenue_": "revenue"}
 
 
 def station_daily(client: Client, database: str, date_from: date | str | None = None,
                   date_to: date | str | None = None, station: str | None = None,
-                  tz: str = "UTC") -> Report:
-    """Per day and station: sessions, completed/incomplete, energy, revenue, plugged time.
+                  vehicle: str | None = None, tz: str = "UTC") -> Report:
+    """Per day and station: sessions, failed and zero-energy ones, energy, revenue, plugged
+    and charging minutes, utilization % (plugged time over connectors seen x 24 h).
 
-    `date_from` and `date_to` are inclusive; days are counted in `tz`.
+    Sessions count on the day they started, in `tz`; `date_from`/`date_to` are inclusive.
+    UTC without a vehicle filter reads the station_daily rollup.
     """
-    return _run(client, f"""
-        SELECT toDate(start_time, {{tz:String}}) AS day, station_id, currency,
-               count() AS sessions,
-               countIf(state = 'completed') AS completed,
-               countIf(state = 'incomplete') AS incomplete,
-               round(sum(energy_wh) / 1000, 3) AS energy_kwh,
-               sum(cost) AS revenue,
-               round(avg(plugged_ms) / 60000, 1) AS avg_plugged_min
-        FROM {SESSIONS}
-        WHERE ({{date_from:Nullable(Date)}} IS NULL OR day >= {{date_from:Nullable(Date)}})
-          AND ({{date_to:Nullable(Date)}} IS NULL OR day <= {{date_to:Nullable(Date)}})
-          AND ({{station:Nullable(String)}} IS NULL OR station_id = {{station:Nullable(String)}})
+    params = filters(date_from, date_to, station, vehicle)
+    if tz == "UTC" and vehicle is None:
+        return run(client, f"""
+            SELECT day, station_id, currency, {_DAILY_MEASURES},
+                   round(100 * sum(plugged_ms) / (length(groupUniqArrayArray(connectors))
+                                                  * 86400000), 2) AS utilization_pct
+            FROM {{db:Identifier}}.station_daily
+            WHERE {where("day", "station_id")}
+            GROUP BY day, station_id, currency
+            HAVING sessions_ != 0
+            ORDER BY day, station_id, currency""", database, **params).renamed(_DAILY_NAMES)
+    return run(client, f"""
+        SELECT toDate(start_time, {{tz:String}}) AS day, station_id, currency, {_DAILY_MEASURES},
+               round(100 * sum(plugged_ms) / (uniqExact(connector_id) * 86400000), 2)
+                   AS utilization_pct
+        FROM (SELECT *, state = 'incomplete'
+                        OR ifNull(stop_reason, '') IN {{faults:Array(String)}} AS failed,
+                     energy_wh <= 0 AS zero_energy, state = 'completed' AS completed,
+                     state = 'incomplete' AS incomplete, 1 AS sessions, cost AS revenue
+              FROM {SESSIONS}
+              WHERE {where(None, "station_id", "vehicle_id")})
+        WHERE {where("day")}
         GROUP BY day, station_id, currency
-        ORDER BY day, station_id, currency""", database,
-        date_from=_date(date_from, "date_from"), date_to=_date(date_to, "date_to"),
-        station=station, tz=tz)
+        ORDER BY day, station_id, currency""", database, tz=tz,
+        faults=list(FAULT_STOP_REASONS), **params).renamed(_DAILY_NAMES)
 
 
-def cost_per_vehicle(client: Client, database: str, month: date | str | None = None) -> Report:
+def cost_per_vehicle(client: Client, database: str, month: date | str | None = None,
+                     vehicle: str | None = None) -> Report:
     """Per vehicle (NULL: not identified): sessions, energy, total and average cost.
 
-    `month` is `YYYY-MM` (or any date in it); the month of the session's start, in UTC.
+    `month` is `YYYY-MM` (or any date in it): the UTC month of the session's start.
     """
-    return _run(client, f"""
-        SELECT vehicle_id, currency,
-               count() AS sessions,
+    return run(client, """
+        SELECT nullIf(vehicle_id, '') AS vehicle, currency, sum(sessions) AS sessions_,
                round(sum(energy_wh) / 1000, 3) AS energy_kwh,
                sum(cost) AS total_cost,
-               round(total_cost / count(), 2) AS avg_cost
-        FROM {SESSIONS}
-        WHERE ({{month:Nullable(Date)}} IS NULL
-               OR toStartOfMonth(start_time) = {{month:Nullable(Date)}})
+               round(total_cost / sessions_, 2) AS avg_cost
+        FROM {db:Identifier}.vehicle_monthly
+        WHERE ({month:Nullable(Date)} IS NULL OR month = {month:Nullable(Date)})
+          AND ({vehicle:Nullable(String)} IS NULL OR vehicle_id = {vehicle:Nullable(String)})
         GROUP BY vehicle_id, currency
-        ORDER BY total_cost DESC, vehicle_id""", database, month=_month(month))
+        HAVING sessions_ != 0
+        ORDER BY total_cost DESC, vehicle_id DESC""", database, month=as_month(month),
+        vehicle=vehicle).renamed({"vehicle": "vehicle_id", "sessions_": "sessions"})
+
+
+def cost_per_station(client: Client, database: str, **filter_args: Any) -> Report:
+    """Per station: sessions, energy, revenue, average cost and price per kWh."""
+    return run(client, f"""
+        SELECT station_id, currency, sum(sessions) AS sessions_,
+               round(sum(energy_wh) / 1000, 3) AS energy_kwh, sum(revenue) AS revenue_,
+               round(revenue_ / sessions_, 2) AS avg_cost,
+               if(energy_kwh > 0, round(toDecimal128(revenue_, 6)
+                                        / toDecimal128(energy_kwh, 6), 4), NULL)
+                   AS avg_price_per_kwh
+        FROM {{db:Identifier}}.station_daily
+        WHERE {where("day", "station_id")}
+        GROUP BY station_id, currency
+        HAVING sessions_ != 0
+        ORDER BY revenue_ DESC, station_id""", database, **filters(**filter_args)
+    ).renamed({"sessions_": "sessions", "revenue_": "revenue"})

@@ -7,6 +7,13 @@ the caller publishes to the dead-letters topic; a dead-letters message that does
 decode is stored as its own dead_letters row (publishing it back would loop).
 The intent store (`load_intents`, `record_intent`) lives here too: it is ClickHouse I/O,
 while sinks/batches.py stays pure.
+
+Versions (migration 0004): `charging_sessions` is a VersionedCollapsingMergeTree, so the
+sink writes a session only when it is newer than the stored one, together with a cancel
+row (sign -1) of the stored version, in the same insert. Rollup views sum `sign * x` and
+so follow corrections; a version already stored (a processor replay republishes the same
+records at new offsets) is not written again. A rebuilt batch whose first insert landed
+looks different after that check, but it carries the same token, so ClickHouse drops it.
 """
 
 from __future__ import annotations
@@ -23,15 +30,19 @@ from schemas.errors import DecodeError
 from schemas.records import ChargingSession, DeadLetter
 from sinks.batches import Intent
 from sinks.clickhouse import check_identifier
+from sinks.reports import latest_live
 
 STAGE = "sink"
 
 SESSION_COLUMNS = [
-    "session_id", "version", "state", "station_id", "connector_id", "transaction_id", "id_tag",
-    "vehicle_id", "start_time", "end_time", "meter_start_wh", "meter_end_wh", "energy_wh",
+    "session_id", "version", "sign", "state", "station_id", "connector_id", "transaction_id",
+    "id_tag", "vehicle_id", "start_time", "end_time", "meter_start_wh", "meter_end_wh", "energy_wh",
     "soc_start_pct", "soc_end_pct", "max_power_w", "avg_power_w", "charging_ms", "plugged_ms",
     "cost", "currency", "event_count", "stop_reason", "flags", "_topic", "_partition", "_offset",
 ]
+_AS_MS = {"start_time": "toUnixTimestamp64Milli(start_time)",
+          "end_time": "toUnixTimestamp64Milli(end_time)"}
+"""Stored times read back as epoch ms, the form `session_row` writes."""
 DEAD_LETTER_COLUMNS = [
     "original", "original_key", "source_topic", "source_partition", "source_offset", "stage",
     "error", "failed_at", "_partition", "_offset",
@@ -68,10 +79,14 @@ def _decode_failure(message: Message, decode: Any) -> tuple[Any, str | None]:
         return None, str(exc) or type(exc).__name__
 
 
-def session_row(session: ChargingSession, topic: str, partition: int, offset: int) -> tuple:
-    """The charging_sessions row of one session; times stay epoch ms (DateTime64(3) takes them)."""
+def session_row(session: ChargingSession, topic: str, partition: int, offset: int,
+                sign: int = 1) -> tuple:
+    """The charging_sessions row of one session; times stay epoch ms (DateTime64(3) takes them).
+
+    `sign` -1 makes the cancel row of a stored version (see the module docstring).
+    """
     s = session
-    return (s.session_id, s.version, str(s.state), s.station_id, s.connector_id,
+    return (s.session_id, s.version, sign, str(s.state), s.station_id, s.connector_id,
             s.transaction_id, s.id_tag, s.vehicle_id, s.start_ms, s.end_ms, s.meter_start_wh,
             s.meter_end_wh, s.energy_wh, s.soc_start_pct, s.soc_end_pct, s.max_power_w,
             s.avg_power_w, s.charging_ms, s.plugged_ms, s.cost, s.currency, s.event_count,
@@ -86,7 +101,8 @@ def dead_letter_row(letter: DeadLetter, partition: int, offset: int) -> tuple:
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """What one batch write did: rows inserted and dead letters for the caller to publish."""
+    """What one batch write did: records stored (or found stored already) and dead letters
+    for the caller to publish."""
 
     rows: int
     dead_letters: list[DeadLetter]
@@ -104,16 +120,42 @@ class SessionSink:
 
     def write(self, topic: str, partition: int, messages: Sequence[Message],
               token: str) -> Written:
-        rows: list[tuple] = []
+        decoded: list[tuple[ChargingSession, int]] = []
         letters: list[DeadLetter] = []
         for message in messages:
             session, error = _decode_failure(message, self.codec.decode_session)
             if error is None:
-                rows.append(session_row(session, topic, partition, message.offset))
+                decoded.append((session, message.offset))
             else:
                 letters.append(dead_letter_for(topic, partition, message, error))
+        live = self._stored({s.session_id for s, _ in decoded})
+        rows: list[tuple] = []
+        for session, offset in decoded:
+            stored = live.get(session.session_id)
+            if stored is not None and stored[1] >= session.version:
+                continue  # this version (or a newer one) is already stored
+            if stored is not None:
+                rows.append((*stored[:2], -1, *stored[3:]))
+            row = session_row(session, topic, partition, offset)
+            rows.append(row)
+            live[session.session_id] = row
         _insert(self.client, f"{self.database}.{self.table}", rows, SESSION_COLUMNS, token)
-        return Written(len(rows), letters)
+        return Written(len(decoded), letters)
+
+    def _stored(self, session_ids: set[str]) -> dict[str, tuple]:
+        """The stored (live, sign +1) row of each of these sessions, in SESSION_COLUMNS order."""
+        if not session_ids:
+            return {}
+        columns = ", ".join(_AS_MS.get(c, c) for c in SESSION_COLUMNS)
+        result = self.client.query(
+            f"SELECT {columns} FROM {{db:Identifier}}.charging_sessions "
+            "WHERE session_id IN {ids:Array(String)}",
+            parameters={"db": self.database, "ids": sorted(session_ids)})
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for row in result.result_rows:
+            rows.setdefault(row[0], []).append(dict(zip(SESSION_COLUMNS, row, strict=True)))
+        live = {sid: latest_live(versions) for sid, versions in rows.items()}
+        return {sid: tuple(row.values()) for sid, row in live.items() if row is not None}
 
 
 class DeadLetterSink:
@@ -142,7 +184,8 @@ def _insert(client: Client, table: str, rows: list[tuple], columns: list[str],
             token: str) -> None:
     if rows:
         client.insert(table, rows, column_names=columns,
-                      settings={"insert_deduplication_token": token})
+                      settings={"insert_deduplication_token": token,
+                                "deduplicate_blocks_in_dependent_materialized_views": 1})
 
 
 def load_intents(client: Client, database: str, topic: str) -> dict[int, Intent]:

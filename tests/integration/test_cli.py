@@ -96,7 +96,7 @@ def test_session_lookup_asks_the_sink_that_holds_chdb(broker: EmbeddedBroker, na
         assert Decimal(record["cost"]) == Decimal("9.00")
         missing = _run("session", "EV-404", env=env)
         assert missing.returncode == 1
-        assert "no completed session" in missing.stderr
+        assert "no session 'EV-404'" in missing.stderr
     finally:
         sink.terminate()
         sink.wait(timeout=30)

@@ -105,5 +105,7 @@ def test_same_token_twice_keeps_one_copy(client: Client, database: str) -> None:
     sink.write("t", 0, batch, "t-0-0-49")
     count = f"SELECT count() FROM {database}.charging_sessions"
     assert client.query(count).result_rows == [(50,)]
-    sink.write("t", 0, batch, "t-0-0-49-other")  # a different token is a different batch
-    assert client.query(count).result_rows == [(100,)]
+    # A different token is a different batch; its versions are stored already (a processor
+    # replay republishes the same records at new offsets): the sink writes none of them.
+    sink.write("t", 0, batch, "t-0-0-49-other")
+    assert client.query(count).result_rows == [(50,)]

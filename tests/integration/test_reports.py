@@ -89,11 +89,15 @@ def test_station_daily_filters_and_time_zone(client: Client, database: str) -> N
         (dt.date(2024, 6, 1), "ST-2", 1), (dt.date(2024, 6, 1), "ST-3", 1),
         (dt.date(2024, 6, 1), "ST-9", 1)]
     june = reports.station_daily(client, database, date_from="2024-06-01", station="ST-1")
-    assert [(r[0], r[7]) for r in june.rows] == [(dt.date(2024, 6, 1), Decimal("12"))]
+    assert june.columns == ["day", "station_id", "currency", "sessions", "completed",
+                            "incomplete", "failed", "zero_energy", "energy_kwh", "revenue",
+                            "plugged_min", "charging_min", "utilization_pct"]
+    assert [(r[0], r[9]) for r in june.rows] == [(dt.date(2024, 6, 1), Decimal("12"))]
     # 22:30 UTC on 31 May is 1 June in Oslo: both ST-1 sessions fall on that day there.
     oslo = reports.station_daily(client, database, date_to=dt.date(2024, 6, 1), station="ST-1",
                                  tz="Europe/Oslo")
-    assert [(r[0], r[3], r[7]) for r in oslo.rows] == [(dt.date(2024, 6, 1), 2, Decimal("16"))]
+    assert oslo.columns == june.columns
+    assert [(r[0], r[3], r[9]) for r in oslo.rows] == [(dt.date(2024, 6, 1), 2, Decimal("16"))]
     assert reports.station_daily(client, database, date_to="2024-05-30").rows == []
 
 
