@@ -64,7 +64,8 @@ def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0) -> dic
 def _print_summary(stack: LocalStack, figures: dict[str, float]) -> None:
     client, database = stack.client, stack.settings.clickhouse.database
     summary = reports.summary(client, database)
-    print_rows(summary.columns, summary.rows, title="Network summary")
+    for row in summary.rows:  # one per currency: a record reads better than a wide table
+        print_record(dict(zip(summary.columns, row, strict=True)), title="Network summary")
     top = reports.top_stations(client, database, limit=10)
     print_rows(top.columns, top.rows, title="Top stations by revenue")
     session_id = client.command(
