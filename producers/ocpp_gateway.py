@@ -140,19 +140,24 @@ class OcppGateway:
             original_key=charger_id.encode()))
 
 
-class _Charger16(ChargePoint16):
-    """One OCPP 1.6-J connection."""
+class _GatewayConnection:
+    """What both protocol versions' connections share: the gateway, the charger's state and
+    the raw message being handled (for dead letters)."""
 
     def __init__(self, charger_id: str, connection: ServerConnection,
                  gateway: OcppGateway) -> None:
-        super().__init__(charger_id, connection)
+        super().__init__(charger_id, connection)  # type: ignore[call-arg]
         self._gateway = gateway
         self._state = gateway.state_of(charger_id)
         self._raw = ""
 
     async def route_message(self, raw_msg: str) -> None:
         self._raw = raw_msg  # messages are routed one at a time: this is the one handled
-        await super().route_message(raw_msg)
+        await super().route_message(raw_msg)  # type: ignore[misc]
+
+
+class _Charger16(_GatewayConnection, ChargePoint16):
+    """One OCPP 1.6-J connection."""
 
     def _now(self) -> str:
         return mapping.format_time(self._gateway.clock())
@@ -232,19 +237,8 @@ class _Charger16(ChargePoint16):
             id_tag_info=self._id_tag_info(id_tag) if id_tag else None)
 
 
-class _Charger201(ChargePoint201):
+class _Charger201(_GatewayConnection, ChargePoint201):
     """One OCPP 2.0.1 connection."""
-
-    def __init__(self, charger_id: str, connection: ServerConnection,
-                 gateway: OcppGateway) -> None:
-        super().__init__(charger_id, connection)
-        self._gateway = gateway
-        self._state = gateway.state_of(charger_id)
-        self._raw = ""
-
-    async def route_message(self, raw_msg: str) -> None:
-        self._raw = raw_msg
-        await super().route_message(raw_msg)
 
     def _now(self) -> str:
         return mapping.format_time(self._gateway.clock())
