@@ -65,12 +65,6 @@ class WorkerProcess:
             self._process.kill()
             self._process.wait()
 
-    def kill(self) -> None:
-        """SIGKILL: a crash at an arbitrary instant, for fault tests."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-
 
 def write_config(settings: Settings, path: Path) -> Path:
     """Write the full effective settings (secrets included, mode 0600) for a child process."""

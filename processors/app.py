@@ -83,11 +83,12 @@ def create_app(settings: Settings, bootstrap_servers: str,
                                    value_serializer="raw")
     stations = app.Table("station-state", partitions=settings.kafka.partitions,
                          key_type=bytes, value_type=bytes)
-    processor = BatchProcessor(build_stitcher(settings), codec.decode_meter_events,
+    stitcher = build_stitcher(settings)
+    processor = BatchProcessor(stitcher, codec.decode_meter_events,
                                lambda: int(time.time() * 1000))
 
     store = StationStore(stations, bootstrap_servers)
-    register_views(app, store, build_stitcher(settings), topics)
+    register_views(app, store, stitcher, topics)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: object, revoked: set[TP], **_: object) -> None:

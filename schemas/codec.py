@@ -234,12 +234,7 @@ class Codec:
 
     def decode_session(self, data: bytes) -> ChargingSession:
         _, datum = self._read(data, ("ChargingSession",))
-        state = _STATES.get(datum["state"])
-        if state is None:
-            raise DecodeError(
-                f"session {datum['session_id']!r}: unknown state {datum['state']!r}; "
-                f"expected one of {', '.join(_STATES)}"
-            )
+        state = _member(_STATES, datum["state"], f"session {datum['session_id']!r}", "state")
         bad = _non_finite(datum, _SESSION_FLOATS)
         if bad is not None:
             raise DecodeError(f"session {datum['session_id']!r}: {bad} is {datum[bad]}")
@@ -257,13 +252,8 @@ class Codec:
 
     def decode_anomaly(self, data: bytes) -> Anomaly:
         _, datum = self._read(data, ("Anomaly",))
-        severity = _SEVERITIES.get(datum["severity"])
-        if severity is None:
-            raise DecodeError(
-                f"anomaly {datum['anomaly_id']!r}: unknown severity {datum['severity']!r}; "
-                f"expected one of {', '.join(_SEVERITIES)}"
-            )
-        datum["severity"] = severity
+        datum["severity"] = _member(_SEVERITIES, datum["severity"],
+                                    f"anomaly {datum['anomaly_id']!r}", "severity")
         return Anomaly(**datum)
 
     def encode_dead_letter(self, letter: DeadLetter, topic: str) -> bytes:
@@ -275,13 +265,17 @@ class Codec:
         return DeadLetter(**datum)
 
 
+def _member(members: dict[str, Any], value: str, owner: str, field: str) -> Any:
+    """The enum member a decoded string names, or a DecodeError that lists the known ones."""
+    member = members.get(value)
+    if member is None:
+        raise DecodeError(f"{owner}: unknown {field} {value!r}; "
+                          f"expected one of {', '.join(members)}")
+    return member
+
+
 def _meter_event(datum: dict[str, Any]) -> MeterEvent:
-    kind = _KINDS.get(datum["kind"])
-    if kind is None:
-        raise DecodeError(
-            f"event {datum['event_id']!r}: unknown kind {datum['kind']!r}; "
-            f"expected one of {', '.join(_KINDS)}"
-        )
+    kind = _member(_KINDS, datum["kind"], f"event {datum['event_id']!r}", "kind")
     bad = _non_finite(datum, _EVENT_FLOATS)
     if bad is not None:
         raise DecodeError(f"event {datum['event_id']!r}: {bad} is {datum[bad]}")
