@@ -115,22 +115,36 @@ def create_app(settings: Settings, bootstrap_servers: str,
         for station_id, (partition, blob) in out.states.items():
             store.put(station_id, partition, blob)
 
+    # The agent and the expiry timer both read, publish and save station states: one at a time.
+    state_lock = asyncio.Lock()
+
     @app.agent(meter_events, concurrency=1, name="stitch")
     async def stitch(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.processor.batch_max,
                                                 settings.processor.batch_within_s):
             started = time.perf_counter()
             messages = [_raw(event) for event in events]
-            await store.ensure_loaded({message.partition for message in messages})
-            out = processor.process(messages, store.get)
-            await publish(out)
-            save_states(out)
+            async with state_lock:
+                await store.ensure_loaded({message.partition for message in messages})
+                out = processor.process(messages, store.get)
+                await publish(out)
+                save_states(out)
             counts = out.counts
             if on_batch is not None:
                 on_batch(counts, started)
             log.info("batch: %d messages, %d events read, %d used, %d duplicate, "
                      "%d dead-lettered", counts.messages, counts.events_read,
                      counts.events_used, counts.duplicates, counts.dead_lettered)
+
+    @app.timer(interval=settings.processor.expire_every_s)
+    async def expire_inactive() -> None:
+        """Close sessions whose stop never came (inactivity, DESIGN.md's missing stop)."""
+        async with state_lock:
+            out = processor.expire(store.items(), int(time.time() * 1000))
+            await publish(out)
+            save_states(out)
+        if out.completed:
+            log.info("expired %d inactive sessions", len(out.completed))
 
     @app.task
     async def quiet_root_logger() -> None:

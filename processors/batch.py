@@ -9,7 +9,7 @@ cost, not the domain logic, is the ceiling (DESIGN.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from processors.state import StationState
@@ -60,6 +60,8 @@ class BatchProcessor:
         self._stitcher = stitcher
         self._decode = decode
         self._clock_ms = clock_ms
+        self._processed_wall_ms: dict[str, int] = {}
+        """When this worker last applied an event of each station (wall clock, memory only)."""
 
     def process(
         self, messages: Sequence[RawMessage], load_state: Callable[[str], bytes | None]
@@ -98,6 +100,9 @@ class BatchProcessor:
                 for connector_id in result.updates:
                     touched[(station, connector_id)] = None
                 out.completed.extend(result.completed)
+        now = self._clock_ms()
+        for station in partitions:
+            self._processed_wall_ms[station] = now
         for station, connector_id in touched:
             state = states[station]
             running = stitcher.snapshot(state, connector_id) if state else None
@@ -108,6 +113,34 @@ class BatchProcessor:
             for station, state in states.items()
             if state is not None and station and station in partitions
         }
+        return out
+
+    def expire(self, states: Iterable[tuple[str, bytes]], now_wall_ms: int) -> BatchOutput:
+        """Close sessions that inactivity ended, over every station state this worker holds.
+
+        The event-time clock of a station is the newest event time among the stations of
+        its partition: a partition is read in order, so a station that went quiet is judged
+        by the time its neighbours report, while a partition that is merely behind another
+        never closes its sessions early.
+
+        The wall-clock safety net measures how long this worker has not heard from a
+        station, shifted onto the station's receive-time scale, so a replay of an old log
+        is not mistaken for silence; a station not seen since this worker started gets no
+        wall-clock closing until it is seen again (event time still applies).
+        """
+        out = BatchOutput()
+        decoded = [(station, blob, StationState.from_bytes(blob)) for station, blob in states]
+        clocks: dict[int, int] = {}
+        for _, _, state in decoded:
+            clocks[state.last_partition] = max(clocks.get(state.last_partition, -1),
+                                               state.newest_ms)
+        for station, blob, state in decoded:
+            quiet_ms = now_wall_ms - self._processed_wall_ms.get(station, now_wall_ms)
+            out.completed.extend(self._stitcher.expire(
+                state, clocks[state.last_partition], state.last_receive_ms + quiet_ms))
+            changed = state.to_bytes()
+            if changed != blob and state.last_partition >= 0:
+                out.states[station] = (state.last_partition, changed)
         return out
 
     def _dead_letter(self, out: BatchOutput, message: RawMessage, reason: str) -> None:
