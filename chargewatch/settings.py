@@ -25,7 +25,9 @@ from pydantic_settings import (
 
 from chargewatch.errors import ConfigError
 from processors.pricing import Pricing, SimpleTariff
+from processors.rules import StitchRules
 from processors.session_ids import IdTemplate
+from processors.stations import StationRegistry, StationRegistryError
 from processors.tariffs import TariffFileError, load_tariff_book
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -65,6 +67,24 @@ class TariffSettings(BaseModel):
     per_minute: Decimal = Field(Decimal("0.02"), ge=0)
 
 
+class RulesSettings(BaseModel):
+    """Thresholds for messy input (processors/rules.py `StitchRules`)."""
+
+    model_config = _FROZEN
+    reorder_window_ms: int = Field(0, ge=0, description="Time window that reorders events "
+                                   "without sequence numbers; 0 = arrival order.")
+    seq_gap_ms: int = Field(120_000, ge=0, description="Longest wait for a missing sequence "
+                            "number (event time).")
+    inactivity_ms: int = Field(6 * 3_600_000, gt=0, description="Event time without events "
+                               "before an open session is closed as incomplete.")
+    inactivity_wall_ms: int = Field(12 * 3_600_000, gt=0, description="Wall-clock safety net "
+                                    "for a silent station.")
+    late_horizon_ms: int = Field(24 * 3_600_000, ge=0, description="How long a closed session "
+                                 "still takes late events as a corrected version.")
+    max_plausible_power_w: float = Field(400_000.0, gt=0, description="Rating assumed for "
+                                         "connectors the station registry does not know.")
+
+
 class ProcessorSettings(BaseModel):
     model_config = _FROZEN
     id_template: str = Field("EV-{num:09d}", description="Session ID template (README).")
@@ -82,6 +102,10 @@ class ProcessorSettings(BaseModel):
         30.0, gt=0, description="How often open sessions are checked for inactivity.")
     data_dir: Path = Path(".data/faust")
     tariff: TariffSettings = TariffSettings()
+    rules: RulesSettings = RulesSettings()
+    stations_file: Path | None = Field(
+        None, description="Station registry (YAML/JSON: rated power per connector, model, "
+                          "firmware) for plausibility checks.")
     tariff_file: Path | None = Field(
         None, description="OCPI 2.2.1 tariff file (YAML or JSON, e.g. tariffs/example.yaml); "
                           "unset: the simple tariff in processor.tariff.")
@@ -157,6 +181,18 @@ class Settings(BaseSettings):
                 raise ConfigError(str(exc)) from None
         tariff = self.processor.tariff
         return SimpleTariff(tariff.currency, tariff.per_kwh, tariff.per_minute)
+
+    def stitch_rules(self) -> StitchRules:
+        return StitchRules(**self.processor.rules.model_dump())
+
+    def station_registry(self) -> StationRegistry | None:
+        path = self.processor.stations_file
+        if path is None:
+            return None
+        try:
+            return StationRegistry.load(path)
+        except StationRegistryError as exc:
+            raise ConfigError(str(exc)) from None
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with secrets masked, for `config show`."""

@@ -38,6 +38,8 @@ def build_stitcher(settings: Settings) -> SessionStitcher:
         partitions=settings.kafka.partitions,
         id_template=IdTemplate.parse(settings.processor.id_template),
         tariff=settings.pricing(),
+        rules=settings.stitch_rules(),
+        registry=settings.station_registry(),
     ))
 
 
