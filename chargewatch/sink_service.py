@@ -14,7 +14,10 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from chargewatch.lookup import ClickHouseSource
+from chargewatch.metrics import CONTENT_TYPE, sink_registry
 from chargewatch.render import plain
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
@@ -50,6 +53,7 @@ class SinkService:
             batch_ms=settings.sink.batch_ms,
         )
         self.source = ClickHouseSource(self.client, database)
+        self.metrics = sink_registry(self.runner.stats_dict)
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         port = settings.sink.web_port if web_port is None else web_port
@@ -106,6 +110,17 @@ def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
             try:
                 if parts == ["health"]:
                     self._send(HTTPStatus.OK, {"status": "ok", **service.runner.stats_dict()})
+                elif parts == ["ready"]:
+                    ready = service.running
+                    self._send(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
+                               {"ready": ready})
+                elif parts == ["metrics"]:
+                    payload = generate_latest(service.metrics)
+                    self.send_response(HTTPStatus.OK)
+                    self.send_header("Content-Type", CONTENT_TYPE)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
                 elif len(parts) == 2 and parts[0] == "sessions":
                     row = service.source.session(parts[1], params.get("station"))
                     if row is None:

@@ -30,6 +30,7 @@ class LocalStack:
     sink: SinkService | None = None
     bootstrap_servers: str = ""
     client: Any = None
+    worker_web_port: int = 0
 
     @property
     def topics(self) -> Topics:
@@ -57,11 +58,12 @@ class LocalStack:
         self.start_worker()
 
     def start_worker(self) -> WorkerProcess:
+        self.worker_web_port = free_port()
         worker_settings = self.settings.model_copy(update={
             "kafka": self.settings.kafka.model_copy(
                 update={"bootstrap_servers": self.bootstrap_servers}),
             "processor": self.settings.processor.model_copy(update={
-                "web_port": free_port(), "data_dir": self.run_dir / "faust"}),
+                "web_port": self.worker_web_port, "data_dir": self.run_dir / "faust"}),
         })
         config = write_config(worker_settings, self.run_dir / "worker-config.json")
         self.worker = WorkerProcess({"CHARGEWATCH_CONFIG": str(config)},

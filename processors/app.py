@@ -21,10 +21,12 @@ from collections.abc import Awaitable, Callable
 import faust
 from faust.types import TP, EventT
 
+from chargewatch.metrics import ProcessorMetrics
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
 from processors.agents import StationStore
 from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessage
+from processors.health import WorkerHealth, register_health
 from processors.session_ids import IdTemplate
 from processors.stitcher import SessionStitcher, StitcherConfig
 from processors.web import register_views
@@ -91,12 +93,18 @@ def create_app(settings: Settings, bootstrap_servers: str,
 
     store = StationStore(stations, bootstrap_servers)
     register_views(app, store, stitcher, topics)
+    metrics = ProcessorMetrics()
+    health = WorkerHealth(stall_s=settings.processor.stall_s)
+    register_health(app, metrics, health)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: object, revoked: set[TP], **_: object) -> None:
         store.forget(tp.partition for tp in revoked if tp.topic == topics.meter_events)
 
     async def publish(out: BatchOutput) -> None:
+        metrics.published.labels(topics.sessions_completed).inc(len(out.completed))
+        metrics.published.labels(topics.session_updates).inc(len(out.updates))
+        metrics.published.labels(topics.dead_letters).inc(len(out.dead_letters))
         pending: list[Awaitable[object]] = []
         for session in out.completed:
             pending.append(await completed_topic.send(
@@ -132,6 +140,13 @@ def create_app(settings: Settings, bootstrap_servers: str,
                 await publish(out)
                 save_states(out)
             counts = out.counts
+            metrics.messages.inc(counts.messages)
+            metrics.events.labels("used").inc(counts.events_used)
+            metrics.events.labels("duplicate").inc(counts.duplicates)
+            metrics.events.labels("dead_lettered").inc(counts.dead_lettered)
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+            metrics.stations.set(len(stations.data))
+            health.on_batch(_lag(app, messages, metrics))
             if on_batch is not None:
                 on_batch(counts, started)
             log.info("batch: %d messages, %d events read, %d used, %d duplicate, "
@@ -145,6 +160,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
             out = processor.expire(store.items(), int(time.time() * 1000))
             await publish(out)
             save_states(out)
+        metrics.expired.inc(len(out.completed))
         if out.completed:
             log.info("expired %d inactive sessions", len(out.completed))
 
@@ -154,6 +170,22 @@ def create_app(settings: Settings, bootstrap_servers: str,
         logging.getLogger().setLevel(settings.log_level)
 
     return app
+
+
+def _lag(app: faust.App, messages: list[RawMessage], metrics: ProcessorMetrics) -> int:
+    """Messages behind the end of the partitions this batch came from (0 when unknown)."""
+    last: dict[tuple[str, int], int] = {}
+    for message in messages:
+        last[(message.topic, message.partition)] = message.offset
+    total = 0
+    for (topic, partition), offset in last.items():
+        try:
+            behind = max(0, app.consumer.highwater(TP(topic, partition)) - offset - 1)
+        except Exception:  # noqa: BLE001 - no highwater yet: unknown, not an error
+            continue
+        metrics.lag.labels(str(partition)).set(behind)
+        total += behind
+    return total
 
 
 def _raw(event: EventT) -> RawMessage:

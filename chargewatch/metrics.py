@@ -1,0 +1,73 @@
+"""Prometheus metrics of the workers, served at `/metrics` on each worker's web port.
+
+The processor counts as it goes; the sink's figures are read from its runner's own stats
+when scraped, so there is one source of truth for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""Prometheus text format (aiohttp wants the charset left off: it adds its own)."""
+
+
+class ProcessorMetrics:
+    """Counters of the stitching agent, on a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter("chargewatch_processor_events", "Meter events by outcome",
+                              ["outcome"], registry=self.registry)
+        self.messages = Counter("chargewatch_processor_messages",
+                                "Meter-events messages read", registry=self.registry)
+        self.published = Counter("chargewatch_processor_published",
+                                 "Records published by topic", ["topic"],
+                                 registry=self.registry)
+        self.batch_seconds = Histogram("chargewatch_processor_batch_seconds",
+                                       "Time to process, publish and save one batch",
+                                       registry=self.registry)
+        self.expired = Counter("chargewatch_processor_expired_sessions",
+                               "Sessions closed for inactivity", registry=self.registry)
+        self.stations = Gauge("chargewatch_processor_stations",
+                              "Station states held by this worker", registry=self.registry)
+        self.lag = Gauge("chargewatch_processor_consumer_lag",
+                         "Messages behind the partition end", ["partition"],
+                         registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class SinkCollector(Collector):
+    """Reads a SinkRunner's stats at scrape time."""
+
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        stats = self._stats()
+        for name, help_text in (("rows_written", "Rows sent to ClickHouse"),
+                                ("batches", "Batches inserted"),
+                                ("dead_lettered", "Messages dead-lettered by the sink"),
+                                ("retries", "Insert retries after a failure"),
+                                ("commit_failures", "Offset commits that failed")):
+            yield CounterMetricFamily(f"chargewatch_sink_{name}", help_text,
+                                      value=float(stats.get(name, 0)))
+        yield GaugeMetricFamily("chargewatch_sink_last_insert_ms",
+                                "Duration of the last insert", value=float(
+                                    stats.get("last_insert_ms", 0) or 0))
+        yield GaugeMetricFamily("chargewatch_sink_caught_up",
+                                "1 when every assigned partition is written to its end",
+                                value=1.0 if stats.get("caught_up") else 0.0)
+
+
+def sink_registry(stats: Callable[[], dict[str, Any]]) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(SinkCollector(stats))
+    return registry
