@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
 from chargewatch.errors import ChargeWatchError, ConfigError
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show"])
     p.add_argument("--json", action="store_true")
     add("migrate", cmd_migrate, "apply ClickHouse migrations")
+    add_anomalies_arguments(add("anomalies", cmd_anomalies, "tail anomalies for on-call"))
     add_gateway_arguments(add("gateway", cmd_gateway, "run the OCPP gateway chargers connect to"))
     p = add("bench", cmd_bench, "measure throughput, latency and report speed")
     benches = p.add_subparsers(dest="what", required=True)

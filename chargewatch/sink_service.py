@@ -51,6 +51,7 @@ class SinkService:
             codec=Codec(settings.kafka.schema_registry_url),
             batch_size=settings.sink.batch_size,
             batch_ms=settings.sink.batch_ms,
+            anomalies_topic=topics.anomalies,
         )
         self.source = ClickHouseSource(self.client, database)
         self.metrics = sink_registry(self.runner.stats_dict)

@@ -25,6 +25,7 @@ from chargewatch.metrics import ProcessorMetrics
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
 from processors.agents import StationStore
+from processors.anomalies import AnomalyDetector
 from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessage
 from processors.health import WorkerHealth, register_health
 from processors.session_ids import IdTemplate
@@ -85,11 +86,13 @@ def create_app(settings: Settings, bootstrap_servers: str,
                                 value_serializer="raw")
     dead_letters_topic = app.topic(topics.dead_letters, key_serializer="raw",
                                    value_serializer="raw")
+    anomalies_topic = app.topic(topics.anomalies, key_serializer="raw", value_serializer="raw")
     stations = app.Table("station-state", partitions=settings.kafka.partitions,
                          key_type=bytes, value_type=bytes)
     stitcher = build_stitcher(settings)
     processor = BatchProcessor(stitcher, codec.decode_meter_events,
-                               lambda: int(time.time() * 1000))
+                               lambda: int(time.time() * 1000),
+                               AnomalyDetector(registry=settings.station_registry()))
 
     store = StationStore(stations, bootstrap_servers)
     register_views(app, store, stitcher, topics)
@@ -105,6 +108,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
         metrics.published.labels(topics.sessions_completed).inc(len(out.completed))
         metrics.published.labels(topics.session_updates).inc(len(out.updates))
         metrics.published.labels(topics.dead_letters).inc(len(out.dead_letters))
+        metrics.published.labels(topics.anomalies).inc(len(out.anomalies))
         pending: list[Awaitable[object]] = []
         for session in out.completed:
             pending.append(await completed_topic.send(
@@ -118,6 +122,10 @@ def create_app(settings: Settings, bootstrap_servers: str,
             pending.append(await dead_letters_topic.send(
                 key=letter.original_key,
                 value=codec.encode_dead_letter(letter, topics.dead_letters), force=True))
+        for anomaly in out.anomalies:
+            pending.append(await anomalies_topic.send(
+                key=anomaly.station_id.encode(),
+                value=codec.encode_anomaly(anomaly, topics.anomalies), force=True))
         if pending:
             await asyncio.gather(*pending)
 
@@ -125,6 +133,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
         for station_id, (partition, blob) in out.states.items():
             store.put(station_id, partition, blob)
 
+    dead_letters = _Tally()
     # The agent and the expiry timer both read, publish and save station states: one at a time.
     state_lock = asyncio.Lock()
 
@@ -144,6 +153,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
             metrics.events.labels("used").inc(counts.events_used)
             metrics.events.labels("duplicate").inc(counts.duplicates)
             metrics.events.labels("dead_lettered").inc(counts.dead_lettered)
+            dead_letters.add(counts.dead_lettered)
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.stations.set(len(stations.data))
             health.on_batch(_lag(app, messages, metrics))
@@ -156,8 +166,13 @@ def create_app(settings: Settings, bootstrap_servers: str,
     @app.timer(interval=settings.processor.expire_every_s)
     async def expire_inactive() -> None:
         """Close sessions whose stop never came (inactivity, DESIGN.md's missing stop)."""
+        now_ms = int(time.time() * 1000)
         async with state_lock:
-            out = processor.expire(store.items(), int(time.time() * 1000))
+            out = processor.expire(store.items(), now_ms)
+            window_ms = int(settings.processor.expire_every_s * 1000)
+            spike = processor.dead_letter_spike(dead_letters.take(), window_ms, now_ms)
+            if spike is not None:
+                out.anomalies.append(spike)
             await publish(out)
             save_states(out)
         metrics.expired.inc(len(out.completed))
@@ -186,6 +201,20 @@ def _lag(app: faust.App, messages: list[RawMessage], metrics: ProcessorMetrics) 
         metrics.lag.labels(str(partition)).set(behind)
         total += behind
     return total
+
+
+class _Tally:
+    """Dead letters since the last check (for the dead-letter spike anomaly)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def add(self, count: int) -> None:
+        self._count += count
+
+    def take(self) -> int:
+        count, self._count = self._count, 0
+        return count
 
 
 def _raw(event: EventT) -> RawMessage:

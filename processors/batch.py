@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from processors.anomalies import AnomalyDetector
 from processors.state import StationState
 from processors.stitcher import SessionStitcher
 from schemas.errors import DecodeError
-from schemas.records import ChargingSession, DeadLetter, EventPosition, MeterEvent
+from schemas.records import Anomaly, ChargingSession, DeadLetter, EventPosition, MeterEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class BatchOutput:
     updates: list[ChargingSession] = field(default_factory=list)
     completed: list[ChargingSession] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
     states: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     """Changed station states: station id -> (its partition, encoded state)."""
     counts: BatchCounts = field(default_factory=BatchCounts)
@@ -56,8 +58,10 @@ class BatchProcessor:
         stitcher: SessionStitcher,
         decode: Callable[[bytes], list[MeterEvent]],
         clock_ms: Callable[[], int],
+        detector: AnomalyDetector | None = None,
     ) -> None:
         self._stitcher = stitcher
+        self._detector = detector or AnomalyDetector()
         self._decode = decode
         self._clock_ms = clock_ms
         self._processed_wall_ms: dict[str, int] = {}
@@ -100,6 +104,11 @@ class BatchProcessor:
                 for connector_id in result.updates:
                     touched[(station, connector_id)] = None
                 out.completed.extend(result.completed)
+                for observation in result.observations:
+                    found = self._detector.from_observation(station, observation)
+                    if found is not None:
+                        out.anomalies.append(found)
+        self._detect_on_completed(out)
         now = self._clock_ms()
         for station in partitions:
             self._processed_wall_ms[station] = now
@@ -141,7 +150,19 @@ class BatchProcessor:
             changed = state.to_bytes()
             if changed != blob and state.last_partition >= 0:
                 out.states[station] = (state.last_partition, changed)
+            silent = self._detector.station_silent(
+                station, self._processed_wall_ms.get(station, now_wall_ms), now_wall_ms)
+            if silent is not None:
+                out.anomalies.append(silent)
+        self._detect_on_completed(out)
         return out
+
+    def dead_letter_spike(self, count: int, window_ms: int, now_ms: int) -> Anomaly | None:
+        return self._detector.dead_letter_spike(count, window_ms, now_ms)
+
+    def _detect_on_completed(self, out: BatchOutput) -> None:
+        for session in out.completed:
+            out.anomalies.extend(self._detector.from_completed(session))
 
     def _dead_letter(self, out: BatchOutput, message: RawMessage, reason: str) -> None:
         out.counts.dead_lettered += 1

@@ -1,4 +1,4 @@
-"""The sink loop: sessions-completed and dead-letters → ClickHouse, effectively once.
+"""The sink loop: sessions-completed, dead-letters (and anomalies) → ClickHouse, effectively once.
 
 Per batch, in this order: record the intent (sinks/batches.py), insert under the intent's
 token, publish the batch's dead letters and wait for their delivery, then commit offset
@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from schemas.codec import Codec
 from sinks.batches import Intent, Skip, Wait, Write, plan
 from sinks.session_sink import (
+    AnomalySink,
     DeadLetterSink,
     Message,
     SessionSink,
@@ -71,12 +72,15 @@ class _Partition:
 
 
 class SinkRunner:
-    """Consumes both topics in one group and writes them with the batch planner's steps."""
+    """Consumes its topics in one group and writes them with the batch planner's steps.
+
+    `anomalies_topic`, when given, is consumed too (into `anomalies`).
+    """
 
     def __init__(self, consumer_conf: dict[str, Any], sessions_topic: str,
                  dead_letters_topic: str, client: Client, database: str, codec: Codec,
                  batch_size: int = 5000, batch_ms: int = 500, *,
-                 on_step: StepHook | None = None) -> None:
+                 on_step: StepHook | None = None, anomalies_topic: str | None = None) -> None:
         self.sessions_topic = sessions_topic
         self.dead_letters_topic = dead_letters_topic
         self.client = client
@@ -87,6 +91,8 @@ class SinkRunner:
         self._on_step = on_step
         self._sinks = {sessions_topic: SessionSink(client, database, codec),
                        dead_letters_topic: DeadLetterSink(client, database, codec)}
+        if anomalies_topic is not None:
+            self._sinks[anomalies_topic] = AnomalySink(client, database, codec)
         self._parts: dict[tuple[str, int], _Partition] = {}
         self._blocked_until = 0.0
         self._failures = 0
@@ -96,7 +102,7 @@ class SinkRunner:
         self._producer = Producer({k: v for k, v in conf.items()
                                    if k.startswith(_SHARED_PREFIXES)})
         self._consumer = Consumer(conf)
-        self._consumer.subscribe([sessions_topic, dead_letters_topic],
+        self._consumer.subscribe(list(self._sinks),
                                  on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_revoke)
 

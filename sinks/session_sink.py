@@ -27,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.codec import Codec
 from schemas.errors import DecodeError
-from schemas.records import ChargingSession, DeadLetter
+from schemas.records import Anomaly, ChargingSession, DeadLetter
 from sinks.batches import Intent
 from sinks.clickhouse import check_identifier
 from sinks.reports import latest_live
@@ -46,6 +46,10 @@ _AS_MS = {"start_time": "toUnixTimestamp64Milli(start_time)",
 DEAD_LETTER_COLUMNS = [
     "original", "original_key", "source_topic", "source_partition", "source_offset", "stage",
     "error", "failed_at", "_partition", "_offset",
+]
+ANOMALY_COLUMNS = [
+    "anomaly_id", "kind", "severity", "station_id", "connector_id", "session_id", "detected_at",
+    "message", "evidence", "_partition", "_offset",
 ]
 
 
@@ -97,6 +101,13 @@ def dead_letter_row(letter: DeadLetter, partition: int, offset: int) -> tuple:
     """The dead_letters row of one dead letter read at (partition, offset) of its topic."""
     return (letter.original, letter.original_key, letter.source_topic, letter.source_partition,
             letter.source_offset, letter.stage, letter.error, letter.failed_ms, partition, offset)
+
+
+def anomaly_row(anomaly: Anomaly, partition: int, offset: int) -> tuple:
+    """The anomalies row of one anomaly read at (partition, offset) of its topic."""
+    a = anomaly
+    return (a.anomaly_id, a.kind, str(a.severity), a.station_id, a.connector_id, a.session_id,
+            a.detected_ms, a.message, dict(a.evidence), partition, offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +189,34 @@ class DeadLetterSink:
             rows.append(dead_letter_row(letter, partition, message.offset))
         _insert(self.client, f"{self.database}.{self.table}", rows, DEAD_LETTER_COLUMNS, token)
         return Written(len(rows), [])
+
+
+class AnomalySink:
+    """anomalies → `{database}.anomalies`; undecodable input becomes a dead letter.
+
+    Anomaly IDs are deterministic, so a republished anomaly is a second row with the same
+    key that ReplacingMergeTree merges away (read with FINAL); no lookup before the insert.
+    """
+
+    table = "anomalies"
+
+    def __init__(self, client: Client, database: str, codec: Codec) -> None:
+        self.client = client
+        self.database = check_identifier(database)
+        self.codec = codec
+
+    def write(self, topic: str, partition: int, messages: Sequence[Message],
+              token: str) -> Written:
+        rows: list[tuple] = []
+        letters: list[DeadLetter] = []
+        for message in messages:
+            anomaly, error = _decode_failure(message, self.codec.decode_anomaly)
+            if error is None:
+                rows.append(anomaly_row(anomaly, partition, message.offset))
+            else:
+                letters.append(dead_letter_for(topic, partition, message, error))
+        _insert(self.client, f"{self.database}.{self.table}", rows, ANOMALY_COLUMNS, token)
+        return Written(len(rows), letters)
 
 
 def _insert(client: Client, table: str, rows: list[tuple], columns: list[str],

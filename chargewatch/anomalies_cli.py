@@ -1,0 +1,126 @@
+"""`chargewatch anomalies`: the anomalies topic for a person on call.
+
+Reads every partition directly (assign, no consumer group: nothing to join, nothing
+committed), from the end by default or from the beginning, filters by severity and station,
+and prints one line per anomaly: coloured for a terminal, or one JSON object per line.
+Without `--follow` it stops once every partition reached its end. The Kafka client is
+imported when the command runs, so building the `chargewatch` parser loads no driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from rich.console import Console
+from rich.text import Text
+
+from chargewatch.errors import ChargeWatchError, ConfigError
+from chargewatch.settings import Settings
+from processors.anomalies import at_least
+from schemas.records import Anomaly, Severity
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
+
+_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
+
+
+def add_anomalies_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--follow", "-f", action="store_true",
+                        help="keep printing new anomalies until Ctrl-C")
+    parser.add_argument("--severity", choices=[s.value for s in Severity], default="info",
+                        help="only this severity and above (default info: all)")
+    parser.add_argument("--station", help="only this station")
+    parser.add_argument("--from-beginning", action="store_true",
+                        help="start at the oldest retained anomaly (default: only new ones)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def cmd_anomalies(settings: Settings, args: argparse.Namespace) -> int:
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+
+    from chargewatch.topics import Topics
+    from schemas.codec import Codec
+    from schemas.errors import DecodeError
+
+    if not settings.kafka.bootstrap_servers:
+        raise ConfigError("no Kafka to talk to: set KAFKA_BOOTSTRAP_SERVERS")
+    topic = Topics(settings.kafka.namespace).anomalies
+    codec = Codec(settings.kafka.schema_registry_url)
+    minimum = Severity(args.severity)
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True)
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers,
+                         "group.id": f"chargewatch-anomalies-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "fetch.queue.backoff.ms": 10})
+    try:
+        partitions = _partitions(consumer, topic)
+        start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
+        consumer.assign([TopicPartition(topic, p, start) for p in partitions])
+        pending = set(partitions)
+        while args.follow or pending:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                elif error.fatal():
+                    raise ChargeWatchError(f"reading {topic}: {error}")
+                continue
+            try:
+                anomaly = codec.decode_anomaly(msg.value() or b"")
+            except DecodeError as exc:
+                err.print(f"[dim]skipped {topic}[{msg.partition()}]@{msg.offset()}: {exc}[/dim]")
+                continue
+            if at_least(anomaly.severity, minimum) and args.station in (None,
+                                                                       anomaly.station_id):
+                _show(anomaly, out, as_json=args.json)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return 0
+
+
+def _partitions(consumer: Consumer, topic: str) -> list[int]:
+    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise ChargeWatchError(f"topic {topic} not found: is the namespace right, and did the "
+                               "pipeline create its topics?")
+    return sorted(meta.partitions)
+
+
+def as_dict(anomaly: Anomaly) -> dict[str, Any]:
+    a = anomaly
+    return {"detected_at": _iso(a.detected_ms), "severity": a.severity.value, "kind": a.kind,
+            "station_id": a.station_id, "connector_id": a.connector_id,
+            "session_id": a.session_id, "message": a.message, "evidence": a.evidence,
+            "anomaly_id": a.anomaly_id, "detected_ms": a.detected_ms}
+
+
+def _show(anomaly: Anomaly, out: Console, *, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(as_dict(anomaly)).decode() + "\n")
+        sys.stdout.flush()
+        return
+    a = anomaly
+    style = _STYLE[a.severity]
+    where = a.station_id if a.connector_id is None else f"{a.station_id}/{a.connector_id}"
+    evidence = " ".join(f"{k}={v}" for k, v in a.evidence.items())
+    message = a.message.removeprefix(f"{where}: ")  # the column already says where
+    out.print(Text.assemble(
+        (_iso(a.detected_ms), "dim"), " ", (f"{a.severity.value.upper():8}", style), " ",
+        (f"{a.kind:22}", style), " ", (f"{where:14}", "bold"), " ", message,
+        (f"  [{evidence}]" if evidence else "", "dim")))
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

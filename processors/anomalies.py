@@ -1,0 +1,273 @@
+"""Anomaly detection: stitcher observations and completed sessions in, `Anomaly` records out.
+
+Plain Python over plain data (no engine imports), so the Faust agent, a batch run and the
+tests share it. Every anomaly ID is deterministic: the kind plus where and when, taken from
+event time or the session, so a replay republishes the same IDs and ClickHouse
+(`anomalies`, ReplacingMergeTree) keeps one row of each. `detected_ms` is event time,
+except for `station_silent` and `dead_letter_spike`, which are about wall-clock silence
+and rates.
+
+| kind | meaning | severity | what on-call should do |
+|---|---|---|---|
+| `connector_faulted` | the charger reported `Faulted` or an error code (evidence: `status`, `error_code`) | critical | look the error code up for the charger model; remote-reset the connector, dispatch a technician if it repeats |
+| `repeated_failed_starts` | `failed_starts` sessions in a row on one connector delivered no energy | critical | customers cannot charge there: check cable, RFID/authorisation and the charger's log; take the connector out of service if needed |
+| `station_silent` | nothing received from the station for `silent_ms` (critical after `offline_ms`) | warning / critical | check the station's connectivity (modem, SIM, gateway logs); open sessions there close as incomplete |
+| `dead_letter_spike` | dead letters per minute above `dead_letter_spike_per_min` (station `*`: the whole network) | critical | read `dead_letters` for the stage and error; usually a firmware or schema change at a gateway or a broken producer |
+| `zero_energy_session` | a session ended with no energy delivered | warning | check the connector if it repeats (see `repeated_failed_starts`); the customer may call |
+| `suspicious_session` | a session with energy under `min_energy_wh`, shorter than `min_duration_ms`, or an average power above `over_power_ratio` x the connector's rating (evidence: `reasons`) | warning | check the session's readings (`chargewatch session ID`); a meter, unit or registry error shows as the same reason on many sessions |
+| `stuck_session` | a session closed as incomplete: its stop never came (flag `missing_stop`) | warning | check the charger's connection around the end time; the cost is provisional until a late stop corrects it |
+| `power_above_rating` | readings imply an average power above the connector's rating x `StitchRules.power_tolerance` | warning | check the meter and the station registry's rating for that connector |
+| `energy_backwards` | the energy register went backwards (reset, rollover or a bad meter) | warning | check the meter; sessions counted across it (flag `register_reset`), billing may need review |
+| `unusable_event` | a held event could not be used when the reorder window released it (evidence: `reason`) | warning | read the reason; a stop for an unknown transaction often means a lost start |
+| `soc_falling` | the vehicle's state of charge fell while charging | info | none unless frequent at one station (then: charger or vehicle BMS reporting) |
+| `connector_blocked` | a vehicle stayed plugged in `blocking_idle_ms` after charging ended | info | operations: idle fee or a notice to the driver; not a fault |
+| `clock_skew` | a charger's clock is far from the gateway's; receive time was used | info | schedule a time sync (NTP/OCPP) for the charger |
+| `late_event` | an event arrived after later events of its session had been applied | info | none; frequent ones point to a buffering gateway or network |
+
+A session anomaly is detected at the session's end (`detected_ms` = `end_ms`), and its ID
+uses the session ID, so a corrected version of the session (version + 1) republishes the
+same anomaly rather than a new one. A correction that clears a finding does not retract
+the anomaly already published.
+"""  # noqa: E501 - the kinds table is pasted into the README as is
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from processors.rules import MISSING_STOP, Observation
+from processors.stations import StationRegistry
+from schemas.records import Anomaly, ChargingSession, Severity
+
+NETWORK = "*"
+"""`station_id` of anomalies about the whole network (dead-letter spikes)."""
+
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+def at_least(severity: Severity, minimum: Severity) -> bool:
+    return SEVERITY_RANK[severity] >= SEVERITY_RANK[minimum]
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRules:
+    """Thresholds of the detectors (see the module docstring's table)."""
+
+    min_energy_wh: float = 500.0
+    """A session delivering less (but some) energy is suspicious."""
+    zero_energy_wh: float = 1.0
+    """Below this a session delivered nothing (register resolution): zero-energy, failed start."""
+    min_duration_ms: int = 120_000
+    """A session plugged in for less is suspicious."""
+    over_power_ratio: float = 1.1
+    """Average power above the connector's rating x this is suspicious (registry rating)."""
+    blocking_idle_ms: int = 3_600_000
+    """Plugged in without charging for this long blocks the connector."""
+    failed_starts: int = 3
+    """Zero-energy sessions in a row on one connector that make `repeated_failed_starts`."""
+    dead_letter_spike_per_min: float = 100.0
+    silent_ms: int = 30 * 60_000
+    """No event from a station for this long (wall clock): `station_silent`, warning."""
+    offline_ms: int = 4 * 3_600_000
+    """...for this long: critical."""
+
+
+_FROM_OBSERVATION: dict[str, tuple[str, Severity, str]] = {
+    "faulted": ("connector_faulted", Severity.CRITICAL, "connector faulted"),
+    "power_above_rating": ("power_above_rating", Severity.WARNING, "power above rating"),
+    "energy_backwards": ("energy_backwards", Severity.WARNING, "energy register went backwards"),
+    "unusable_held_event": ("unusable_event", Severity.WARNING, "event could not be used"),
+    "soc_falling": ("soc_falling", Severity.INFO, "state of charge fell while charging"),
+    "clock_skew": ("clock_skew", Severity.INFO, "charger clock skewed"),
+    "late_event": ("late_event", Severity.INFO, "event arrived late"),
+}
+"""Observation kind -> (anomaly kind, severity, message)."""
+
+
+def anomaly_id(kind: str, station_id: str, connector_id: int | None, key: str | int) -> str:
+    """Deterministic: the same finding on a replay gets the same ID."""
+    return f"{kind}:{station_id}:{'-' if connector_id is None else connector_id}:{key}"
+
+
+def _where(station_id: str, connector_id: int | None) -> str:
+    return station_id if connector_id is None else f"{station_id}/{connector_id}"
+
+
+@dataclass(slots=True)
+class _Streak:
+    """Zero-energy sessions in a row on one connector (IDs of the latest `failed_starts`)."""
+
+    count: int = 0
+    session_ids: list[str] = field(default_factory=list)
+
+
+class AnomalyDetector:
+    """Turns observations, completed sessions and rates into anomalies.
+
+    Only `repeated_failed_starts` keeps state: a small streak per connector that is in one
+    (a success drops it), in the worker's memory. After a restart or a rebalance the streak
+    starts again from zero, so the anomaly can come late by up to `failed_starts - 1`
+    sessions; it is approximate by design rather than stored in the changelog. Corrected
+    versions (version > 1) do not count again.
+    """
+
+    def __init__(self, rules: AnomalyRules | None = None,
+                 registry: StationRegistry | None = None) -> None:
+        self.rules = rules or AnomalyRules()
+        self.registry = registry
+        self._streaks: dict[tuple[str, int], _Streak] = {}
+
+    # -- per-event observations ----------------------------------------------------------
+
+    def from_observation(self, station_id: str, obs: Observation) -> Anomaly | None:
+        """The anomaly of one stitcher observation; None for kinds it does not know."""
+        known = _FROM_OBSERVATION.get(obs.kind)
+        if known is None:
+            return None
+        kind, severity, text = known
+        evidence = dict(obs.values)
+        detail = ", ".join(f"{k}={v}" for k, v in obs.values)
+        if obs.kind == "faulted":
+            text = f"connector faulted: {evidence.get('error_code', 'None')}"
+            detail = f"status={evidence.get('status', 'None')}"
+        return Anomaly(
+            anomaly_id=anomaly_id(kind, station_id, obs.connector_id,
+                                  f"{obs.session_id or '-'}:{obs.time_ms}"),
+            kind=kind, severity=severity, station_id=station_id,
+            connector_id=obs.connector_id, session_id=obs.session_id, detected_ms=obs.time_ms,
+            message=f"{_where(station_id, obs.connector_id)}: {text}"
+                    + (f" ({detail})" if detail else ""),
+            evidence=evidence)
+
+    # -- completed sessions --------------------------------------------------------------
+
+    def from_completed(self, session: ChargingSession) -> list[Anomaly]:
+        """Every finding on one closed session (and a failed-starts streak it completes)."""
+        found: list[Anomaly] = []
+        s, rules = session, self.rules
+        zero = s.energy_wh < rules.zero_energy_wh
+        if zero:
+            found.append(self._session(s, "zero_energy_session", Severity.WARNING,
+                                       f"no energy delivered in {_minutes(s.plugged_ms)}", {}))
+        else:
+            found.extend(self._suspicious(s))
+        if s.idle_ms > rules.blocking_idle_ms:
+            found.append(self._session(
+                s, "connector_blocked", Severity.INFO,
+                f"plugged in {_minutes(s.idle_ms)} without charging",
+                {"idle_ms": str(s.idle_ms), "threshold_ms": str(rules.blocking_idle_ms)}))
+        if MISSING_STOP in s.flags:
+            found.append(self._session(
+                s, "stuck_session", Severity.WARNING,
+                "closed without a stop event (incomplete)",
+                {"state": str(s.state), "last_event_ms": str(s.end_ms),
+                 "flags": ",".join(s.flags)}))
+        streak = self._failed_start(s, zero)
+        if streak is not None:
+            found.append(streak)
+        return found
+
+    def _suspicious(self, s: ChargingSession) -> list[Anomaly]:
+        rules = self.rules
+        reasons: list[str] = []
+        evidence = {"energy_wh": f"{s.energy_wh:.0f}", "plugged_ms": str(s.plugged_ms)}
+        if s.energy_wh < rules.min_energy_wh:
+            reasons.append("under_min_energy")
+            evidence["min_energy_wh"] = f"{rules.min_energy_wh:.0f}"
+        if s.plugged_ms < rules.min_duration_ms:
+            reasons.append("too_short")
+            evidence["min_duration_ms"] = str(rules.min_duration_ms)
+        rated = (self.registry.rated_power_w(s.station_id, s.connector_id)
+                 if self.registry is not None else None)
+        if rated is not None and s.avg_power_w > rated * rules.over_power_ratio:
+            reasons.append("avg_power_above_rating")
+            evidence |= {"avg_power_w": f"{s.avg_power_w:.0f}", "rated_w": f"{rated:.0f}",
+                         "ratio": f"{s.avg_power_w / rated:.2f}"}
+        if not reasons:
+            return []
+        evidence["reasons"] = ",".join(reasons)
+        return [self._session(s, "suspicious_session", Severity.WARNING,
+                              f"suspicious: {', '.join(reasons)} ({s.energy_wh:.0f} Wh in "
+                              f"{_minutes(s.plugged_ms)})", evidence)]
+
+    def _failed_start(self, s: ChargingSession, zero: bool) -> Anomaly | None:
+        if s.version > 1:
+            return None  # a correction of a session already counted
+        key = (s.station_id, s.connector_id)
+        if not zero:
+            self._streaks.pop(key, None)
+            return None
+        streak = self._streaks.setdefault(key, _Streak())
+        streak.count += 1
+        streak.session_ids = [*streak.session_ids, s.session_id][-self.rules.failed_starts:]
+        if streak.count != self.rules.failed_starts:
+            return None  # once per streak: at the threshold, not on every later failure
+        return Anomaly(
+            anomaly_id=anomaly_id("repeated_failed_starts", s.station_id, s.connector_id,
+                                  s.session_id),
+            kind="repeated_failed_starts", severity=Severity.CRITICAL,
+            station_id=s.station_id, connector_id=s.connector_id, session_id=s.session_id,
+            detected_ms=s.end_ms,
+            message=f"{_where(s.station_id, s.connector_id)}: {streak.count} sessions in a "
+                    "row delivered no energy",
+            evidence={"count": str(streak.count), "session_ids": ",".join(streak.session_ids)})
+
+    @staticmethod
+    def _session(s: ChargingSession, kind: str, severity: Severity, text: str,
+                 evidence: dict[str, str]) -> Anomaly:
+        return Anomaly(
+            anomaly_id=anomaly_id(kind, s.station_id, s.connector_id, s.session_id),
+            kind=kind, severity=severity, station_id=s.station_id, connector_id=s.connector_id,
+            session_id=s.session_id, detected_ms=s.end_ms,
+            message=f"{_where(s.station_id, s.connector_id)} session {s.session_id}: {text}",
+            evidence=evidence)
+
+    # -- rates and silence (wall clock) --------------------------------------------------
+
+    def dead_letter_spike(self, count: int, window_ms: int, now_ms: int) -> Anomaly | None:
+        """`count` dead letters in the last `window_ms`: an anomaly when the rate is too high.
+
+        The ID names the window the check falls in, so checks repeated within one window
+        publish one anomaly.
+        """
+        if window_ms <= 0:
+            return None
+        per_min = count * 60_000 / window_ms
+        if per_min < self.rules.dead_letter_spike_per_min:
+            return None
+        return Anomaly(
+            anomaly_id=anomaly_id("dead_letter_spike", NETWORK, None,
+                                  now_ms // window_ms * window_ms),
+            kind="dead_letter_spike", severity=Severity.CRITICAL, station_id=NETWORK,
+            connector_id=None, session_id=None, detected_ms=now_ms,
+            message=f"dead letters spiking: {per_min:.0f}/min ({count} in "
+                    f"{window_ms / 1000:.0f} s)",
+            evidence={"count": str(count), "window_ms": str(window_ms),
+                      "per_min": f"{per_min:.1f}",
+                      "threshold_per_min": f"{self.rules.dead_letter_spike_per_min:g}"})
+
+    def station_silent(self, station_id: str, last_receive_ms: int,
+                       now_wall_ms: int) -> Anomaly | None:
+        """A station silent for `silent_ms` (warning) or `offline_ms` (critical), else None.
+
+        The ID names the last receive time: one silence is one anomaly, and its escalation
+        to critical replaces the warning row in ClickHouse.
+        """
+        silent = now_wall_ms - last_receive_ms
+        if silent < self.rules.silent_ms:
+            return None
+        severity = Severity.CRITICAL if silent >= self.rules.offline_ms else Severity.WARNING
+        return Anomaly(
+            anomaly_id=anomaly_id("station_silent", station_id, None, last_receive_ms),
+            kind="station_silent", severity=severity, station_id=station_id,
+            connector_id=None, session_id=None, detected_ms=now_wall_ms,
+            message=f"{station_id}: nothing received for {_minutes(silent)}"
+                    + (" (offline)" if severity is Severity.CRITICAL else ""),
+            evidence={"last_receive_ms": str(last_receive_ms), "silent_ms": str(silent)})
+
+
+def _minutes(ms: int) -> str:
+    if ms < 60_000:
+        return f"{ms / 1000:.0f} s"
+    if ms < 3_600_000:
+        return f"{ms / 60_000:.0f} min"
+    return f"{ms / 3_600_000:.1f} h"
