@@ -312,8 +312,15 @@ _Batch = tuple[int, int, str, list[MeterEvent]]
 def station_messages(config: FleetConfig, station: Station) -> Iterator[_Batch]:
     """The station's gateway: flush at `events_per_message` events or when the oldest is
     `flush_interval_s` old, whichever comes first; flush the rest at the end."""
-    merged = heapq.merge(*(connector_events(config, station, c) for c in station.connectors),
-                         key=lambda e: (e.receive_time_ms, e.connector_id))
+    return batch_station(config, station,
+                         [connector_events(config, station, c) for c in station.connectors])
+
+
+def batch_station(config: FleetConfig, station: Station,
+                  streams: list[Iterator[MeterEvent]]) -> Iterator[_Batch]:
+    """Batch the station's connector streams (each in receive order) as its gateway does;
+    `producers.chaos` passes streams it has tampered with."""
+    merged = heapq.merge(*streams, key=lambda e: (e.receive_time_ms, e.connector_id))
     limit = config.events_per_message
     max_age_ms = config.flush_interval_s * 1000
     buffer: list[MeterEvent] = []

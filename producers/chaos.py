@@ -1,0 +1,347 @@
+"""Chaos mode for the simulator: messy input injected at set rates, with the expected outcome.
+
+Pure and deterministic for (fleet config, chaos config). Each session gets at most one case,
+and the session after an injected one on the same connector stays clean, so every expected
+result follows from one rule of the stitcher (processors/rules.py) and no two cases mix.
+Injections are shaped so the result does not depend on when the worker's expiry timer runs:
+
+- out_of_order swaps two adjacent readings (60 s apart, inside the 120 s sequence-gap
+  window). Across messages, the message is split between the two and the halves are
+  published back to back, with the flush time less than 110 s after the first of them,
+  so no partition clock can pass the gap window while the earlier reading is on its way;
+- late_event delivers a reading after the stop, where a later reading of the session is
+  already 120 s newer than the gap, so the gap was given up before: a corrected version 2;
+- missing_stop is taken only where the close is certain to be the same: the next start on
+  the connector is 30 min away from the 6 h inactivity limit (`overlapped` before it,
+  `missing_stop` after it), or without a next start the station's last event is 6.5 h later;
+- overlap delays a stop until the next session's start has been applied (a reading of the
+  new session at least 120 s after its start went first): INCOMPLETE `overlapped`, then
+  version 2 COMPLETED `overlapped` + `late_stop`.
+
+Costs assume the simple tariff: expected cost = price_session(energy, end - start).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+from decimal import Decimal
+
+from processors.pricing import SimpleTariff, price_session
+from processors.rules import HOUR_MS, StitchRules
+from producers.errors import SimulationConfigError
+from producers.fleet import Station
+from producers.simulator import (
+    FleetConfig,
+    SessionPlan,
+    Simulation,
+    _Batch,
+    batch_station,
+    plan_sessions,
+    session_events,
+)
+from schemas.records import EventKind, MeterEvent, SessionState
+
+CASES = ("duplicate", "out_of_order", "late_event", "missing_stop", "missing_start",
+         "register_reset", "unit_error", "clock_skew", "overlap", "stop_below_start")
+_RULES = StitchRules()
+_MARGIN_MS = 30 * 60_000
+_GAP_MS = _RULES.seq_gap_ms
+_SPLIT_WITHIN_MS = 110_000
+_LIMIT_W = _RULES.max_plausible_power_w * _RULES.power_tolerance
+_METER, _STARTED, _ENDED = EventKind.METER, EventKind.STARTED, EventKind.ENDED
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosConfig:
+    """Per-session probability of each case (all 0: the clean simulation, unchanged)."""
+
+    seed: int = 0
+    duplicate_rate: float = 0.0
+    reorder_rate: float = 0.0
+    late_rate: float = 0.0
+    missing_stop_rate: float = 0.0
+    missing_start_rate: float = 0.0
+    reset_rate: float = 0.0
+    unit_error_rate: float = 0.0
+    skew_rate: float = 0.0
+    overlap_rate: float = 0.0
+    stop_below_start_rate: float = 0.0
+    across_messages_share: float = 0.5
+    """Share of out_of_order swaps that are split across two messages."""
+
+    def __post_init__(self) -> None:
+        rates = self.rates()
+        if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0 \
+                or not 0.0 <= self.across_messages_share <= 1.0:
+            raise SimulationConfigError("chaos rates must be within 0..1 and sum to at most 1")
+
+    def rates(self) -> tuple[float, ...]:
+        """Rates in the order of `CASES`."""
+        return tuple(getattr(self, f.name) for f in fields(self)[1:11])
+
+    @property
+    def clean(self) -> bool:
+        return not any(self.rates())
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedSession:
+    """What the stitcher must publish (latest version) for one true session."""
+
+    station_id: str
+    connector_id: int
+    transaction_id: str
+    id_tag: str
+    vehicle_id: str
+    start_ms: int
+    end_ms: int
+    state: SessionState
+    version: int
+    energy_wh: int
+    soc_start_pct: float | None
+    soc_end_pct: float | None
+    cost: Decimal
+    currency: str
+    flags: tuple[str, ...]
+    injected: tuple[str, ...]
+    """Cases injected into this session (what an anomaly detector may report)."""
+
+
+class ChaosSimulation:
+    """The simulation's messages with cases injected, and the expected sessions."""
+
+    def __init__(self, fleet: FleetConfig, chaos: ChaosConfig) -> None:
+        if not isinstance(fleet.tariff, SimpleTariff):
+            raise SimulationConfigError("chaos mode prices with the simple tariff only")
+        self.fleet, self.chaos = fleet, chaos
+        self.simulation = Simulation(fleet)
+        self._expected: list[ExpectedSession] = []
+        self._streams: dict[str, list[list[MeterEvent]]] = {}
+        self._split_after: set[str] = set()
+        self._pairs: dict[str, str] = {}
+        """Swapped readings: id of the one sent first -> id of the one it overtook."""
+        for station in self.simulation.stations:
+            self._streams[station.station_id] = self._station(station)
+
+    def truth(self) -> list[ExpectedSession]:
+        return list(self._expected)
+
+    def messages(self) -> Iterator[tuple[str, list[MeterEvent]]]:
+        """`(station_id, events)` in publish order; clean config: exactly the simulator's."""
+        if self.chaos.clean:
+            yield from self.simulation.messages()
+            return
+        merged: Iterator[_Batch] = heapq.merge(
+            *(self._together(list(batch_station(
+                self.fleet, s, [iter(x) for x in self._streams[s.station_id]])))
+              for s in self.simulation.stations),
+            key=lambda batch: (batch[0], batch[1]))
+        for flush_ms, _, station_id, events in merged:
+            yield from self._split(flush_ms, station_id, events)
+
+    def _together(self, batches: list[_Batch]) -> list[_Batch]:
+        """A swapped pair the gateway flushed apart goes into one message (only `_split`
+        separates them, where that is safe)."""
+        for m in range(len(batches) - 1):
+            ids = {e.event_id for e in batches[m][3]}
+            wanted = {self._pairs[i] for i in ids if i in self._pairs}
+            later = batches[m + 1][3]
+            moved = [e for e in later if e.event_id in wanted and e.event_id not in ids]
+            if moved:
+                batches[m][3].extend(moved)
+                batches[m + 1] = batches[m + 1][:3] + ([e for e in later if e not in moved],)
+        return [b for b in batches if b[3]]
+
+    def _split(self, flush_ms: int, station_id: str, events: list[MeterEvent]
+               ) -> Iterator[tuple[str, list[MeterEvent]]]:
+        for i, event in enumerate(events[:-1]):
+            if event.event_id in self._split_after \
+                    and flush_ms < event.event_time_ms + _SPLIT_WITHIN_MS:
+                yield station_id, events[:i + 1]
+                yield station_id, events[i + 1:]
+                return
+        yield station_id, events
+
+    # -- per station and connector --------------------------------------------------------
+
+    def _station(self, station: Station) -> list[list[MeterEvent]]:
+        plans = {c.connector_id: list(plan_sessions(self.fleet, station, c))
+                 for c in station.connectors}
+        last_ms = max((p.leave_ms for ps in plans.values() for p in ps), default=0)
+        return [self._connector(plans[c.connector_id], last_ms) for c in station.connectors]
+
+    def _connector(self, plans: list[SessionPlan], station_last_ms: int) -> list[MeterEvent]:
+        if not plans:
+            return []
+        rng = random.Random(f"{self.chaos.seed}/chaos/{plans[0].station_id}/"
+                            f"{plans[0].connector.connector_id}")
+        rates = self.chaos.rates()
+        sessions: list[list[MeterEvent]] = []
+        last_receive = 0
+        for plan in plans:
+            events = list(session_events(plan, self.fleet, last_receive))
+            last_receive = events[-1].receive_time_ms
+            sessions.append(events)
+        previous_injected = False
+        for i, plan in enumerate(plans):
+            events = sessions[i]
+            following = sessions[i + 1] if i + 1 < len(sessions) else None
+            case = None
+            if not previous_injected and not self.chaos.clean:
+                u, low = rng.random(), 0.0
+                for name, rate in zip(CASES, rates, strict=True):
+                    if low <= u < low + rate:
+                        case = name
+                    low += rate
+            expected = _clean_expected(plan, events, self.fleet.tariff)
+            if case is not None:
+                done = self._inject(case, rng, events, following, station_last_ms, expected)
+                if done is not None:
+                    expected = replace(done, injected=(case,))
+                else:
+                    case = None
+            previous_injected = case is not None
+            self._expected.append(expected)
+        out: list[MeterEvent] = []
+        for events in sessions:
+            for event in events:
+                if out and event.receive_time_ms <= out[-1].receive_time_ms:
+                    event = replace(event, receive_time_ms=out[-1].receive_time_ms + 1)
+                out.append(event)
+        return out
+
+    def _inject(self, case: str, rng: random.Random, ev: list[MeterEvent],
+                following: list[MeterEvent] | None, station_last_ms: int,
+                exp: ExpectedSession) -> ExpectedSession | None:
+        """Tamper with `ev` (and `following`) in place; the expected session, or None when
+        this session cannot take the case unambiguously (then it stays clean)."""
+        meters = [j for j, e in enumerate(ev) if e.kind is _METER]
+        tariff = self.fleet.tariff
+        assert isinstance(tariff, SimpleTariff)
+        start, stop = ev[1], ev[-2]
+
+        def priced(e: ExpectedSession) -> ExpectedSession:
+            return replace(e, cost=price_session(e.energy_wh, e.end_ms - e.start_ms, tariff))
+
+        if case == "duplicate":
+            j = rng.randint(1, len(ev) - 2)
+            copy = ev[j] if rng.random() < 0.5 else replace(ev[j], event_id=ev[j].event_id + "~r")
+            ev.insert(min(j + 1 + rng.randint(0, 2), len(ev) - 1), copy)
+            return exp
+        if case == "out_of_order":
+            pairs = [j for j in meters[:-1] if ev[j + 1].kind is _METER]
+            if not pairs:
+                return None
+            j = rng.choice(pairs)
+            ev[j], ev[j + 1] = ev[j + 1], ev[j]
+            self._pairs[ev[j].event_id] = ev[j + 1].event_id
+            if rng.random() < self.chaos.across_messages_share:
+                self._split_after.add(ev[j].event_id)
+            return exp
+        if case == "late_event":
+            ok = [j for j in meters if ev[j + 1].kind is _METER
+                  and stop.event_time_ms >= ev[j + 1].event_time_ms + _GAP_MS]
+            if not ok:
+                return None
+            late = ev.pop(rng.choice(ok))
+            ev.insert(len(ev) - 1, late)  # after the stop, before Available
+            return replace(exp, version=2, flags=("late_event",))
+        if case == "missing_stop":
+            if not meters:
+                return None
+            last = ev[meters[-1]]
+            if following is not None:
+                gap = following[1].event_time_ms - last.event_time_ms
+            else:
+                gap = station_last_ms - last.event_time_ms
+                if gap <= _RULES.inactivity_ms + _MARGIN_MS:
+                    return None
+            if abs(gap - _RULES.inactivity_ms) <= _MARGIN_MS:
+                return None
+            flag = "missing_stop" if gap > _RULES.inactivity_ms else "overlapped"
+            del ev[-2]
+            return priced(replace(
+                exp, state=SessionState.INCOMPLETE, end_ms=last.event_time_ms,
+                energy_wh=_wh(last) - _wh(start), soc_end_pct=last.soc_pct, flags=(flag,)))
+        if case == "missing_start":
+            if len(meters) < 2:
+                return None
+            first = ev.pop(1)
+            assert first.kind is _STARTED
+            m1 = ev[1]
+            return priced(replace(exp, start_ms=m1.event_time_ms, soc_start_pct=m1.soc_pct,
+                                  energy_wh=_wh(stop) - _wh(m1), flags=("missing_start",)))
+        if case == "register_reset":
+            if len(meters) < 3:
+                return None
+            j = rng.choice(meters[1:])
+            base = ev[j - 1].energy_wh
+            assert base is not None
+            for k in range(j, len(ev) - 1):
+                energy = ev[k].energy_wh
+                if energy is not None:
+                    ev[k] = replace(ev[k], energy_wh=energy - base)
+            return replace(exp, flags=("register_reset",))
+        if case == "unit_error":
+            if not meters:
+                return None
+            m1 = ev[meters[0]]
+            delta = _wh(m1) - _wh(start)
+            implied = delta * HOUR_MS / (m1.event_time_ms - start.event_time_ms)
+            power = m1.power_w or 0.0
+            if not (delta > 0 and power >= 1000 and power / 2 <= implied <= power * 2
+                    and implied * 1.0 <= _LIMIT_W):
+                return None
+            for k in range(1, len(ev) - 1):
+                energy = ev[k].energy_wh
+                assert energy is not None
+                ev[k] = replace(ev[k], energy_wh=energy / 1000)
+            return replace(exp, flags=("unit_corrected_kwh",))
+        if case == "clock_skew":
+            epoch = rng.random() < 0.5
+            for k in range(1, len(ev) - 1):
+                t = ev[k].event_time_ms
+                ev[k] = replace(ev[k], event_time_ms=(t - exp.start_ms + 3_600_000) if epoch
+                                else t + 3 * HOUR_MS)
+            return priced(replace(exp, start_ms=start.receive_time_ms,
+                                  end_ms=stop.receive_time_ms, flags=("clock_skew",)))
+        if case == "overlap":
+            if following is None or not meters or (following[1].event_time_ms
+                                                   - ev[meters[-1]].event_time_ms
+                                                   >= _RULES.inactivity_ms - _MARGIN_MS):
+                return None
+            after = [j for j in range(2, len(following) - 2)
+                     if following[j].event_time_ms >= following[1].event_time_ms + _GAP_MS]
+            if not after:
+                return None
+            moved = ev.pop(-2)
+            following.insert(after[0] + 1, moved)
+            return replace(exp, version=2, flags=("overlapped", "late_stop"))
+        assert case == "stop_below_start"
+        last = ev[meters[-1]] if meters else start
+        ev[-2] = replace(stop, energy_wh=float(_wh(start) // 2))
+        return priced(replace(exp, energy_wh=_wh(last) - _wh(start),
+                              flags=("stop_below_start",)))
+
+
+def _wh(event: MeterEvent) -> int:
+    assert event.energy_wh is not None
+    return int(event.energy_wh)
+
+
+def _clean_expected(plan: SessionPlan, events: list[MeterEvent],
+                    tariff: object) -> ExpectedSession:
+    start, stop = events[1], events[-2]
+    assert isinstance(tariff, SimpleTariff) and start.kind is _STARTED and stop.kind is _ENDED
+    energy = _wh(stop) - _wh(start)
+    return ExpectedSession(
+        station_id=plan.station_id, connector_id=plan.connector.connector_id,
+        transaction_id=plan.transaction_id, id_tag=plan.vehicle.id_tag,
+        vehicle_id=plan.vehicle.vehicle_id, start_ms=start.event_time_ms,
+        end_ms=stop.event_time_ms, state=SessionState.COMPLETED, version=1,
+        energy_wh=energy, soc_start_pct=start.soc_pct, soc_end_pct=stop.soc_pct,
+        cost=price_session(energy, stop.event_time_ms - start.event_time_ms, tariff),
+        currency=tariff.currency, flags=(), injected=())
