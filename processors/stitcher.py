@@ -397,6 +397,11 @@ def _late_observation(event: MeterEvent, t: int, session_id: str | None) -> Obse
                        (("event_id", event.event_id), ("kind", event.kind.value)))
 
 
+_LATEST_MS = 4_102_444_800_000
+"""2100-01-01T00:00Z: later (or negative) times are absurd; a charger clock reset to 1970
+is skew that receive time corrects, not an absurd timestamp."""
+
+
 def _invalid(event: MeterEvent, position: EventPosition) -> str | None:
     """Why an event is semantically unusable, or None. Comparisons also catch NaN."""
     energy, power, soc = event.energy_wh, event.power_w, event.soc_pct
@@ -405,6 +410,7 @@ def _invalid(event: MeterEvent, position: EventPosition) -> str | None:
         and (energy is None or 0.0 <= energy < _INF)
         and (power is None or 0.0 <= power < _INF)
         and (soc is None or 0.0 <= soc <= 100.0)
+        and 0 <= event.receive_time_ms < _LATEST_MS and 0 <= event.event_time_ms < _LATEST_MS
     ):
         return None
     where = f"{event.station_id or '<empty>'}/{event.connector_id}"
@@ -418,6 +424,10 @@ def _invalid(event: MeterEvent, position: EventPosition) -> str | None:
     for name, value in (("energy_wh", energy), ("power_w", power), ("soc_pct", soc)):
         if value is not None and not 0.0 <= value < _INF:
             return f"{name} {value!r} on {where} is negative or not finite"
+    for name, value in (("receive_time_ms", event.receive_time_ms),
+                        ("event_time_ms", event.event_time_ms)):
+        if not 0 <= value < _LATEST_MS:
+            return f"{name} {value} on {where} is outside 1970..2100"
     return f"soc_pct {soc!r} on {where} is above 100"
 
 

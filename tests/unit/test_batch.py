@@ -106,3 +106,14 @@ def test_wall_clock_net_counts_worker_time_not_the_age_of_replayed_events() -> N
     assert processor.expire(states.items(), now_wall_ms=wall[0] + HOUR).completed == []
     [closed] = processor.expire(states.items(), now_wall_ms=wall[0] + 13 * HOUR).completed
     assert closed.state == SessionState.INCOMPLETE
+
+
+@pytest.mark.parametrize(("field", "value"), [("receive_time_ms", -1),
+                                              ("receive_time_ms", 5_000_000_000_000),
+                                              ("event_time_ms", 9_000_000_000_000)])
+def test_an_absurd_timestamp_is_dead_lettered_with_its_reason(field: str, value: int) -> None:
+    event = _event("CS-1", EventKind.METER, 0, 1e6, 1)
+    absurd = MeterEvent(**{**{f: getattr(event, f) for f in event.__slots__}, field: value})
+    out = _processor().process([_message(0, [absurd])], {}.get)
+    [letter] = out.dead_letters
+    assert field in letter.error and "1970..2100" in letter.error

@@ -76,12 +76,19 @@ def connector_events(draw: st.DrawFn, station: str, connector: int, with_seq: bo
     return out
 
 
-def valid(order: list[MeterEvent], bound: int) -> bool:
+def valid(order: list[MeterEvent], bound: int, by_seq: bool) -> bool:
     """Bounded reordering: no event arrives after one that is `bound` newer than it, and
-    at most 2 newer events overtake it (the reorder buffer holds 4)."""
+    at most 2 newer events overtake it (the reorder buffer holds 4).
+
+    Sequence numbers order events within a transaction only. Without a time window
+    (`by_seq`), transactions on one connector arrive in order (README, "Messy input":
+    ordering across transactions needs `reorder_window_ms`)."""
     for i, e in enumerate(order):
         newer = [f for f in order[:i] if f.event_time_ms > e.event_time_ms]
         if len(newer) > 2 or any(f.event_time_ms >= e.event_time_ms + bound for f in newer):
+            return False
+        if by_seq and any(f.transaction_id != e.transaction_id and e.transaction_id is not None
+                          and f.transaction_id is not None for f in newer):
             return False
     return True
 
@@ -104,7 +111,7 @@ def messy_logs(draw: st.DrawFn) -> MessyLog:
             i = rnd.randrange(len(order))
             moved = order[:i] + order[i + 1:]
             moved.insert(min(len(moved), i + rnd.randint(1, 2)), order[i])
-            if valid(moved, bound_ms(rules)):
+            if valid(moved, bound_ms(rules), by_seq=with_seq):
                 order = moved
         for _ in range(draw(st.integers(0, 4))):  # re-sent events, same or new event id
             i = rnd.randrange(len(order))
