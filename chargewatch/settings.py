@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from chargewatch.errors import ConfigError
+from processors.anomalies import AnomalyRules
 from processors.pricing import Pricing, SimpleTariff
 from processors.rules import StitchRules
 from processors.session_ids import IdTemplate
@@ -85,6 +86,25 @@ class RulesSettings(BaseModel):
                                          "connectors the station registry does not know.")
 
 
+class AnomalySettings(BaseModel):
+    """Thresholds of the anomaly detectors (processors/anomalies.py `AnomalyRules`)."""
+
+    model_config = _FROZEN
+    min_energy_wh: float = Field(500.0, ge=0, description="Less (but some) energy: suspicious.")
+    zero_energy_wh: float = Field(1.0, ge=0, description="Less: zero-energy, a failed start.")
+    min_duration_ms: int = Field(120_000, ge=0, description="Shorter: suspicious.")
+    over_power_ratio: float = Field(1.1, gt=0, description="Average power above rating x "
+                                    "this: suspicious.")
+    blocking_idle_ms: int = Field(3_600_000, ge=0, description="Plugged in this long after "
+                                  "charging ended: connector blocked.")
+    failed_starts: int = Field(3, ge=1, description="Zero-energy sessions in a row on a "
+                                "connector: repeated failed starts.")
+    dead_letter_spike_per_min: float = Field(100.0, gt=0, description="Dead letters per "
+                                             "minute above this: spike.")
+    silent_ms: int = Field(30 * 60_000, gt=0, description="Station silent: warning.")
+    offline_ms: int = Field(4 * 3_600_000, gt=0, description="Station silent: critical.")
+
+
 class ProcessorSettings(BaseModel):
     model_config = _FROZEN
     id_template: str = Field("EV-{num:09d}", description="Session ID template (README).")
@@ -105,6 +125,7 @@ class ProcessorSettings(BaseModel):
     data_dir: Path = Path(".data/faust")
     tariff: TariffSettings = TariffSettings()
     rules: RulesSettings = RulesSettings()
+    anomalies: AnomalySettings = AnomalySettings()
     stations_file: Path | None = Field(
         None, description="Station registry (YAML/JSON: rated power per connector, model, "
                           "firmware) for plausibility checks.")
@@ -186,6 +207,9 @@ class Settings(BaseSettings):
 
     def stitch_rules(self) -> StitchRules:
         return StitchRules(**self.processor.rules.model_dump())
+
+    def anomaly_rules(self) -> AnomalyRules:
+        return AnomalyRules(**self.processor.anomalies.model_dump())
 
     def station_registry(self) -> StationRegistry | None:
         path = self.processor.stations_file

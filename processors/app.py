@@ -92,7 +92,8 @@ def create_app(settings: Settings, bootstrap_servers: str,
     stitcher = build_stitcher(settings)
     processor = BatchProcessor(stitcher, codec.decode_meter_events,
                                lambda: int(time.time() * 1000),
-                               AnomalyDetector(registry=settings.station_registry()))
+                               AnomalyDetector(settings.anomaly_rules(),
+                                               registry=settings.station_registry()))
 
     store = StationStore(stations, bootstrap_servers)
     register_views(app, store, stitcher, topics)
