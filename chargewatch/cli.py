@@ -7,7 +7,6 @@ or usage.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
 from chargewatch.errors import ChargeWatchError, ConfigError
+from chargewatch.logs import configure as configure_logging
 from chargewatch.reporting import (
     add_report_arguments,
     add_session_arguments,
@@ -195,8 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return int(args.fn(settings, args))
     except ConfigError as exc:

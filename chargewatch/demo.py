@@ -49,6 +49,7 @@ def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0) -> dic
         started = time.monotonic()
         with progress_bar() as progress:
             publish_simulation(simulation, publisher, None, progress)
+            del publisher  # flushed; its client would otherwise outlive the broker
             published = time.monotonic()
             task = progress.add_task("sessions landed in ClickHouse", total=expected)
             landed_at = stack.wait_for_sessions(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = SimulatorSettings()
     gateway: GatewaySettings = GatewaySettings()
     log_level: str = Field("WARNING", description="Python log level of our loggers.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text for people, json for log pipelines (one object per line).")
 
     @field_validator("log_level")
     @classmethod

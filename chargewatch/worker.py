@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from chargewatch.errors import StackError
+from chargewatch.logs import logging_config
 from chargewatch.settings import Settings
 
 
@@ -23,7 +24,8 @@ def run_worker(settings: Settings, bootstrap_servers: str) -> None:
 
     app = create_app(settings, bootstrap_servers)
     worker = Worker(app, loglevel=logging.getLevelName(settings.log_level), quiet=True,
-                    redirect_stdouts=False)
+                    redirect_stdouts=False,
+                    logging_config=logging_config(settings.log_level, settings.log_format))
     worker.execute_from_commandline()
 
 

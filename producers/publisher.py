@@ -22,8 +22,10 @@ PRODUCER_DEFAULTS: dict[str, str] = {
     "linger.ms": "20",
     "compression.type": "none",
     "partitioner": "murmur2_random",
+    "log_level": "4",
 }
-"""Java-compatible key hashing (murmur2), so every Kafka client agrees on a key's partition."""
+"""Java-compatible key hashing (murmur2), so every Kafka client agrees on a key's partition.
+librdkafka logs warnings and errors only (its info lines report every broker disconnect)."""
 
 DeliveryCallback = Callable[[str | None], None]
 """Told once per message: None when Kafka has it, else the broker's error text. Called from

@@ -39,6 +39,7 @@ CONSUMER_DEFAULTS = {
     "fetch.queue.backoff.ms": 10,
     "session.timeout.ms": 6000,
     "enable.partition.eof": True,
+    "log_level": 4,
 }
 _SHARED_PREFIXES = ("bootstrap.servers", "client.id", "security.", "sasl.", "ssl.", "log_level")
 _BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)

@@ -1,0 +1,45 @@
+"""Logging for people (text) or for log pipelines (one JSON object per line).
+
+One dictConfig serves the CLI and the Faust worker (which takes it as `logging_config`,
+replacing its own coloured handler), so a worker's lines have the configured format too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import logging.config
+from typing import Any
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def logging_config(level: str, log_format: str) -> dict[str, Any]:
+    formatter: dict[str, Any] = ({"()": JsonFormatter} if log_format == "json"
+                                 else {"format": TEXT_FORMAT})
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"chargewatch": formatter},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "chargewatch",
+                                "stream": "ext://sys.stderr"}},
+        "root": {"level": level, "handlers": ["stderr"]},
+    }
+
+
+def configure(level: str, log_format: str) -> None:
+    logging.config.dictConfig(logging_config(level, log_format))
