@@ -19,6 +19,16 @@ Injections are shaped so the result does not depend on when the worker's expiry 
   version 2 COMPLETED `overlapped` + `late_stop`.
 
 Costs assume the simple tariff: expected cost = price_session(energy, end - start).
+
+Each expected session also names the anomalies its case must cause, of the kinds in
+`CAUSED_KINDS` (those clean simulated data never raises, with the default rules and no
+station registry), by the rules of processors/anomalies.py over the stitcher's observations:
+the `missing_stop` flag -> `stuck_session` (an `overlapped` close is not one); a reset
+register and a stop below the start -> `energy_backwards` (the register went down);
+clock_skew -> `clock_skew`; late_event -> `late_event`. The other cases cause none of them:
+duplicates are dropped, swaps stay inside the gap window, a late stop corrects an
+`overlapped` session without an event coming late to an open one, and kWh readings are
+rescaled before any power check.
 """
 
 from __future__ import annotations
@@ -52,6 +62,13 @@ _GAP_MS = _RULES.seq_gap_ms
 _SPLIT_WITHIN_MS = 110_000
 _LIMIT_W = _RULES.max_plausible_power_w * _RULES.power_tolerance
 _METER, _STARTED, _ENDED = EventKind.METER, EventKind.STARTED, EventKind.ENDED
+CAUSED_KINDS = frozenset({"stuck_session", "energy_backwards", "clock_skew", "late_event",
+                          "power_above_rating", "unusable_event"})
+"""Anomaly kinds only injected cases cause: compared exactly with `expected_anomalies`."""
+_CAUSES = {"missing_stop": "stuck_session", "register_reset": "energy_backwards",
+           "stop_below_start": "energy_backwards", "clock_skew": "clock_skew",
+           "late_event": "late_event"}
+"""Session flag -> the anomaly of `CAUSED_KINDS` it comes with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +124,9 @@ class ExpectedSession:
     currency: str
     flags: tuple[str, ...]
     injected: tuple[str, ...]
-    """Cases injected into this session (what an anomaly detector may report)."""
+    """Cases injected into this session."""
+    anomalies: tuple[str, ...] = ()
+    """Kinds of `CAUSED_KINDS` the detector must report for this session (and no others)."""
 
 
 class ChaosSimulation:
@@ -128,6 +147,12 @@ class ChaosSimulation:
 
     def truth(self) -> list[ExpectedSession]:
         return list(self._expected)
+
+    def expected_anomalies(self) -> set[tuple[str, str, int, str]]:
+        """`(kind, station_id, connector_id, transaction_id)` of every anomaly of
+        `CAUSED_KINDS` the run must cause (one entry however many events raise it)."""
+        return {(kind, e.station_id, e.connector_id, e.transaction_id)
+                for e in self._expected for kind in e.anomalies}
 
     def messages(self) -> Iterator[tuple[str, list[MeterEvent]]]:
         """`(station_id, events)` in publish order; clean config: exactly the simulator's."""
@@ -200,7 +225,8 @@ class ChaosSimulation:
             if case is not None:
                 done = self._inject(case, rng, events, following, station_last_ms, expected)
                 if done is not None:
-                    expected = replace(done, injected=(case,))
+                    expected = replace(done, injected=(case,), anomalies=tuple(
+                        _CAUSES[f] for f in done.flags if f in _CAUSES))
                 else:
                     case = None
             previous_injected = case is not None
