@@ -87,7 +87,8 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     sim = settings.simulator.model_copy(update=overrides)
     bootstrap = None if args.no_publish else _require_bootstrap(settings)
     simulate_to(settings.model_copy(update={"simulator": sim}), bootstrap,
-                truth_path=Path(args.truth), events_path=Path(args.events) if args.events else None)
+                truth_path=Path(args.truth), events_path=Path(args.events) if args.events else None,
+                chaos=args.chaos)
     return 0
 
 
@@ -163,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", default="truth.jsonl", help="where to write the ground truth")
     p.add_argument("--events", help="also write the events as JSON Lines (replayable)")
     p.add_argument("--no-publish", action="store_true", help="only write files")
+    p.add_argument("--chaos", type=float, default=0.0, metavar="RATE",
+                   help="inject every messy case into RATE (0..1) of the sessions; the truth "
+                        "file then holds the expected outcome and anomalies")
     p = add("replay", cmd_replay, "publish meter events from a JSON Lines file")
     p.add_argument("file")
     p.add_argument("--strict", action="store_true", help="exit 1 if any line was dead-lettered")

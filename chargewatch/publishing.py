@@ -11,6 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chargewatch.errors import ConfigError
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics, ensure_topics
+from producers.chaos import ChaosConfig, ChaosSimulation
+from producers.errors import SimulationConfigError
 from producers.jsonl import event_to_json
 from producers.publisher import EventPublisher, PublishStats
 from producers.replay import ReplayStats, replay_file
@@ -42,7 +44,7 @@ def progress_bar() -> Progress:
                     TimeElapsedColumn(), console=console, transient=False)
 
 
-def publish_simulation(simulation: Simulation, publisher: EventPublisher | None,
+def publish_simulation(simulation: Simulation | ChaosSimulation, publisher: EventPublisher | None,
                        events_path: Path | None, progress: Progress) -> PublishStats | None:
     """Publish (and/or write) every message of a simulation, advancing a progress bar."""
     task = progress.add_task("publishing meter events", total=None)
@@ -74,7 +76,10 @@ def meter_publisher(settings: Settings, bootstrap: str,
 
 
 def simulate_to(settings: Settings, bootstrap: str | None, truth_path: Path,
-                events_path: Path | None) -> None:
+                events_path: Path | None, chaos: float = 0.0) -> None:
+    if chaos > 0:
+        simulate_chaos(settings, bootstrap, truth_path, events_path, chaos)
+        return
     simulation = simulate(fleet_config(settings))
     publisher = meter_publisher(settings, bootstrap)[0] if bootstrap else None
     with progress_bar() as progress:
@@ -83,6 +88,22 @@ def simulate_to(settings: Settings, bootstrap: str | None, truth_path: Path,
     meta = simulation.meta()
     console.print(f"{meta.events:,} events in {meta.messages:,} messages; "
                   f"{sessions:,} true sessions written to {truth_path}")
+
+
+def simulate_chaos(settings: Settings, bootstrap: str | None, truth_path: Path,
+                   events_path: Path | None, rate: float) -> None:
+    """Every messy case injected into `rate` of the sessions; truth = the expected outcome."""
+    try:
+        simulation = ChaosSimulation(fleet_config(settings),
+                                     ChaosConfig.spread(settings.simulator.seed, rate))
+    except SimulationConfigError as exc:
+        raise ConfigError(f"--chaos: {exc}") from None
+    publisher = meter_publisher(settings, bootstrap)[0] if bootstrap else None
+    with progress_bar() as progress:
+        publish_simulation(simulation, publisher, events_path, progress)
+    sessions = simulation.write_truth(truth_path)
+    console.print(f"{sessions:,} expected sessions (with injected cases and the anomalies they "
+                  f"cause) written to {truth_path}")
 
 
 def replay(settings: Settings, bootstrap: str, path: Path) -> ReplayStats:

@@ -34,10 +34,12 @@ rescaled before any power check.
 from __future__ import annotations
 
 import heapq
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
+from pathlib import Path
 
 from processors.pricing import SimpleTariff, price_session
 from processors.rules import HOUR_MS, StitchRules
@@ -94,6 +96,12 @@ class ChaosConfig:
         if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0 \
                 or not 0.0 <= self.across_messages_share <= 1.0:
             raise SimulationConfigError("chaos rates must be within 0..1 and sum to at most 1")
+
+    @classmethod
+    def spread(cls, seed: int, total_rate: float) -> ChaosConfig:
+        """Every case at the same rate, `total_rate` of the sessions touched in all."""
+        share = total_rate / len(CASES)
+        return cls(seed, *(share for _ in CASES))
 
     def rates(self) -> tuple[float, ...]:
         """Rates in the order of `CASES`."""
@@ -153,6 +161,17 @@ class ChaosSimulation:
         `CAUSED_KINDS` the run must cause (one entry however many events raise it)."""
         return {(kind, e.station_id, e.connector_id, e.transaction_id)
                 for e in self._expected for kind in e.anomalies}
+
+    def write_truth(self, path: Path) -> int:
+        """The expected sessions as JSON Lines (cost as a string); returns how many."""
+        with Path(path).open("w") as out:
+            for expected in self._expected:
+                record = {f.name: getattr(expected, f.name) for f in fields(expected)}
+                record.update(cost=str(expected.cost), state=expected.state.value,
+                              flags=list(expected.flags), injected=list(expected.injected),
+                              anomalies=list(expected.anomalies))
+                out.write(json.dumps(record) + "\n")
+        return len(self._expected)
 
     def messages(self) -> Iterator[tuple[str, list[MeterEvent]]]:
         """`(station_id, events)` in publish order; clean config: exactly the simulator's."""

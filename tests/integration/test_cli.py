@@ -100,3 +100,20 @@ def test_session_lookup_asks_the_sink_that_holds_chdb(broker: EmbeddedBroker, na
     finally:
         sink.terminate()
         sink.wait(timeout=30)
+
+
+def test_simulate_with_chaos_writes_the_expected_outcome(tmp_path: Path) -> None:
+    truth, events = tmp_path / "truth.jsonl", tmp_path / "events.jsonl"
+    result = _run("simulate", "--stations", "10", "--hours", "12", "--chaos", "0.5",
+                  "--no-publish", "--truth", str(truth), "--events", str(events))
+    assert result.returncode == 0, result.stderr
+    expected = [json.loads(line) for line in truth.read_text().splitlines()]
+    injected = {case for e in expected for case in e["injected"]}
+    assert len(injected) >= 5, injected
+    assert any(e["flags"] for e in expected) and any(e["anomalies"] for e in expected)
+    from producers.jsonl import parse_event_line
+
+    lines = events.read_text().splitlines()
+    assert [parse_event_line(line, n).event_id for n, line in enumerate(lines[:50], 1)]
+    bad = _run("simulate", "--chaos", "2", "--no-publish", "--truth", str(truth))
+    assert bad.returncode == 2 and "--chaos" in bad.stderr
