@@ -119,15 +119,21 @@ class Written:
     dead_letters: list[DeadLetter]
 
 
-class SessionSink:
-    """sessions-completed → `{database}.charging_sessions`."""
+class _TableSink:
+    """A sink writing one topic's records into one table of `database`."""
 
-    table = "charging_sessions"
+    table: str
 
     def __init__(self, client: Client, database: str, codec: Codec) -> None:
         self.client = client
         self.database = check_identifier(database)
         self.codec = codec
+
+
+class SessionSink(_TableSink):
+    """sessions-completed → `{database}.charging_sessions`."""
+
+    table = "charging_sessions"
 
     def write(self, topic: str, partition: int, messages: Sequence[Message],
               token: str) -> Written:
@@ -169,15 +175,10 @@ class SessionSink:
         return {sid: tuple(row.values()) for sid, row in live.items() if row is not None}
 
 
-class DeadLetterSink:
+class DeadLetterSink(_TableSink):
     """dead-letters → `{database}.dead_letters`; its own undecodable input becomes a row too."""
 
     table = "dead_letters"
-
-    def __init__(self, client: Client, database: str, codec: Codec) -> None:
-        self.client = client
-        self.database = check_identifier(database)
-        self.codec = codec
 
     def write(self, topic: str, partition: int, messages: Sequence[Message],
               token: str) -> Written:
@@ -191,7 +192,7 @@ class DeadLetterSink:
         return Written(len(rows), [])
 
 
-class AnomalySink:
+class AnomalySink(_TableSink):
     """anomalies → `{database}.anomalies`; undecodable input becomes a dead letter.
 
     Anomaly IDs are deterministic, so a republished anomaly is a second row with the same
@@ -199,11 +200,6 @@ class AnomalySink:
     """
 
     table = "anomalies"
-
-    def __init__(self, client: Client, database: str, codec: Codec) -> None:
-        self.client = client
-        self.database = check_identifier(database)
-        self.codec = codec
 
     def write(self, topic: str, partition: int, messages: Sequence[Message],
               token: str) -> Written:
