@@ -5,6 +5,10 @@ reports watermarks up to ~1,000 records short (DESIGN.md), so a restarted worker
 the latest states and re-open sessions that were already open. Before the first event of a
 partition is applied, this store reads that partition's changelog to the end-of-partition
 event (which is right) and takes the latest value of every key in it.
+
+Only states of loaded partitions are handed out: whatever Faust restored for a partition not
+yet read to its end (or no longer assigned) may be stale, and expiring or saving a stale
+state would write it back over the newer one.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class StationStore:
         self._table = table
         self._bootstrap = bootstrap_servers
         self._loaded: set[int] = set()
+        self._partition_of: dict[bytes, int] = {}
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions taken away by a rebalance must be read again if they come back."""
@@ -38,11 +43,13 @@ class StationStore:
         records = await asyncio.get_running_loop().run_in_executor(
             None, read_to_end, self._bootstrap, topic, sorted(missing))
         data = self._table.data
-        for key, value in records.items():
+        for key, (partition, value) in records.items():
             if value is None:
                 data.pop(key, None)
+                self._partition_of.pop(key, None)
             else:
                 data[key] = value
+                self._partition_of[key] = partition
         self._loaded |= missing
 
     def get(self, station_id: str) -> bytes | None:
@@ -50,24 +57,29 @@ class StationStore:
         return bytes(value) if value is not None else None
 
     def items(self) -> list[tuple[bytes, bytes]]:
-        """Every station state this worker holds (a copy: the table changes while a view reads)."""
-        return [(bytes(k), bytes(v)) for k, v in self._table.data.items()]
+        """Every station state of the loaded partitions (a copy: the table changes while a
+        view reads)."""
+        loaded, partition_of = self._loaded, self._partition_of
+        return [(bytes(k), bytes(v)) for k, v in self._table.data.items()
+                if partition_of.get(bytes(k), -1) in loaded]
 
     def put(self, station_id: str, partition: int, blob: bytes) -> None:
         key = station_id.encode()
         self._table.data[key] = blob
+        self._partition_of[key] = partition
         self._table.send_changelog(partition, key, blob)
 
 
 def read_to_end(bootstrap: str, topic: str, partitions: list[int],
-                timeout_s: float = 120.0) -> dict[bytes, bytes | None]:
-    """The latest value per key of these partitions, read until each one's end-of-partition."""
+                timeout_s: float = 120.0) -> dict[bytes, tuple[int, bytes | None]]:
+    """The latest (partition, value) per key of these partitions, read until each one's
+    end-of-partition."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"recovery-{uuid.uuid4().hex}",
         "enable.auto.commit": False, "enable.partition.eof": True,
         "fetch.queue.backoff.ms": 10, "log_level": 3,
     })
-    latest: dict[bytes, bytes | None] = {}
+    latest: dict[bytes, tuple[int, bytes | None]] = {}
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         pending = set(partitions)
@@ -87,7 +99,7 @@ def read_to_end(bootstrap: str, topic: str, partitions: list[int],
                     raise RuntimeError(f"reading changelog {topic}: {error}")
                 key = message.key()
                 if key is not None:
-                    latest[key] = message.value()
+                    latest[key] = (message.partition(), message.value())
     finally:
         consumer.close()
     return latest

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -142,33 +143,38 @@ def create_app(settings: Settings, bootstrap_servers: str,
     async def stitch(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.processor.batch_max,
                                                 settings.processor.batch_within_s):
-            started = time.perf_counter()
-            messages = [_raw(event) for event in events]
-            async with state_lock:
-                await store.ensure_loaded({message.partition for message in messages})
-                out = processor.process(messages, store.get)
-                await publish(out)
-                save_states(out)
-            counts = out.counts
-            metrics.messages.inc(counts.messages)
-            metrics.events.labels("used").inc(counts.events_used)
-            metrics.events.labels("duplicate").inc(counts.duplicates)
-            metrics.events.labels("dead_lettered").inc(counts.dead_lettered)
-            dead_letters.add(counts.dead_lettered)
-            metrics.batch_seconds.observe(time.perf_counter() - started)
-            metrics.stations.set(len(stations.data))
-            health.on_batch(_lag(app, messages, metrics))
-            if on_batch is not None:
-                on_batch(counts, started)
-            log.info("batch: %d messages, %d events read, %d used, %d duplicate, "
-                     "%d dead-lettered", counts.messages, counts.events_read,
-                     counts.events_used, counts.duplicates, counts.dead_lettered)
+            await _complete(asyncio.ensure_future(handle(events)))
+
+    async def handle(events: list[EventT]) -> None:
+        started = time.perf_counter()
+        messages = [_raw(event) for event in events]
+        async with state_lock:
+            await store.ensure_loaded({message.partition for message in messages})
+            out = processor.process(messages, store.get)
+            await publish(out)
+            save_states(out)
+        counts = out.counts
+        metrics.messages.inc(counts.messages)
+        metrics.events.labels("used").inc(counts.events_used)
+        metrics.events.labels("duplicate").inc(counts.duplicates)
+        metrics.events.labels("dead_lettered").inc(counts.dead_lettered)
+        dead_letters.add(counts.dead_lettered)
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        metrics.stations.set(len(stations.data))
+        health.on_batch(_lag(app, messages, metrics))
+        if on_batch is not None:
+            on_batch(counts, started)
+        log.info("batch: %d messages, %d events read, %d used, %d duplicate, "
+                 "%d dead-lettered", counts.messages, counts.events_read,
+                 counts.events_used, counts.duplicates, counts.dead_lettered)
 
     @app.timer(interval=settings.processor.expire_every_s)
     async def expire_inactive() -> None:
         """Close sessions whose stop never came (inactivity, DESIGN.md's missing stop)."""
         now_ms = int(time.time() * 1000)
         async with state_lock:
+            await store.ensure_loaded({tp.partition for tp in app.consumer.assignment()
+                                       if tp.topic == topics.meter_events})
             out = processor.expire(store.items(), now_ms)
             window_ms = int(settings.processor.expire_every_s * 1000)
             spike = processor.dead_letter_spike(dead_letters.take(), window_ms, now_ms)
@@ -186,6 +192,29 @@ def create_app(settings: Settings, bootstrap_servers: str,
         logging.getLogger().setLevel(settings.log_level)
 
     return app
+
+
+async def _complete(batch: asyncio.Future[None]) -> None:
+    """Run a batch to its end even when the worker stops meanwhile.
+
+    Leaving `take_events` acks the batch's events, and Faust commits acked offsets as it
+    shuts down: a batch abandoned half-way (outputs published, states not saved) would be
+    committed and never replayed. So a cancellation waits for the batch, then goes on. A
+    batch that fails ends the process before anything acks it: it is replayed on restart.
+    """
+    cancelled = False
+    while not batch.done():
+        try:
+            await asyncio.shield(batch)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:
+            log.critical("batch failed; exiting so that it is replayed, not committed",
+                         exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+    if cancelled or batch.cancelled():
+        raise asyncio.CancelledError
 
 
 def _lag(app: faust.App, messages: list[RawMessage], metrics: ProcessorMetrics) -> int:
