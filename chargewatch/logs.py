@@ -2,6 +2,8 @@
 
 One dictConfig serves the CLI and the Faust worker (which takes it as `logging_config`,
 replacing its own coloured handler), so a worker's lines have the configured format too.
+Both formats scrub `user:password@` credentials (and password hashes) from every line,
+whoever logged it: a client library's error may quote the URL it failed on.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ import logging
 import logging.config
 from typing import Any
 
+from sinks.access import scrub
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,16 +30,16 @@ class JsonFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": scrub(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 
 def logging_config(level: str, log_format: str) -> dict[str, Any]:
     formatter: dict[str, Any] = ({"()": JsonFormatter} if log_format == "json"
-                                 else {"format": TEXT_FORMAT})
+                                 else {"()": TextFormatter, "format": TEXT_FORMAT})
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -27,3 +27,8 @@ class ReplayFormatError(ProducerError, ValueError):
 
 class PublishError(ProducerError):
     """Kafka did not accept every message: raised at flush, with the first broker error."""
+
+
+class GatewaySecurityError(ProducerError, ValueError):
+    """The gateway's charger allow-list or TLS files cannot be used: says which file, entry
+    and why."""

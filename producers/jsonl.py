@@ -43,7 +43,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from producers.errors import ReplayFormatError
+from schemas.codec import MAX_CONNECTOR_ID, text_problem
 from schemas.records import EventKind, MeterEvent
+
+MAX_LINE_BYTES = 512 * 1024
+"""Longest line parsed at all; replay dead-letters longer ones unread (producers/replay.py)."""
+_MAX_LONG = 2**63 - 1
 
 _KINDS = {
     "started": EventKind.STARTED, "starttransaction": EventKind.STARTED,
@@ -54,6 +59,7 @@ _KINDS = {
 _FIELDS = tuple(f.name for f in fields(MeterEvent))
 _KNOWN = frozenset(_FIELDS)
 _TEXT = ("id_tag", "vehicle_id", "status", "error_code", "stop_reason")
+_CHECKED_TEXT = ("event_id", "station_id", "transaction_id", *_TEXT)
 _NUMBERS = ("energy_wh", "power_w", "soc_pct", "current_a", "voltage_v")
 _MIN_EPOCH_MS = 10**11
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,10 +78,14 @@ def event_to_json(event: MeterEvent) -> str:
 
 def parse_event_line(line: str, line_no: int) -> MeterEvent:
     """Parse one line of the replay format; raises `ReplayFormatError` naming line and field."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ReplayFormatError(line_no, None, f"{len(line)} characters; at most {MAX_LINE_BYTES}")
     try:
         row = json.loads(line)
-    except ValueError as exc:
-        raise ReplayFormatError(line_no, None, f"bad JSON: {exc}") from None
+    except ValueError as exc:  # also ints over Python's 4300-digit limit
+        raise ReplayFormatError(line_no, None, f"bad JSON: {_cut(str(exc))}") from None
+    except RecursionError:
+        raise ReplayFormatError(line_no, None, "bad JSON: nested too deeply") from None
     if not isinstance(row, dict):
         raise ReplayFormatError(line_no, None,
                                 f"expected a JSON object, got {type(row).__name__}")
@@ -98,7 +108,21 @@ def parse_event_line(line: str, line_no: int) -> MeterEvent:
         values[name] = _text(row, name, line_no, required=False)
     for name in _NUMBERS:
         values[name] = _number(row, name, line_no)
+    problem = text_problem(values, _CHECKED_TEXT)
+    if problem is not None:
+        raise ReplayFormatError(line_no, problem.split(" ", 1)[0], problem)
     return MeterEvent(**values)
+
+
+def _cut(text: str, most: int = 60) -> str:
+    return text if len(text) <= most else text[:most] + "..."
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: repr, cut so a huge value keeps the message short."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {len(str(value))} digits"
+    return _cut(repr(value))
 
 
 def _missing(row: dict[str, Any], name: str, line_no: int, required: bool) -> bool:
@@ -114,7 +138,7 @@ def _text(row: dict[str, Any], name: str, line_no: int, required: bool) -> Any:
         return None
     value = row[name]
     if not isinstance(value, str):
-        raise ReplayFormatError(line_no, name, f"must be a string, got {value!r}")
+        raise ReplayFormatError(line_no, name, f"must be a string, got {_show(value)}")
     if required and not value.strip():
         raise ReplayFormatError(line_no, name, "must not be empty")
     return value
@@ -127,9 +151,10 @@ def _is_int(value: Any) -> bool:
 def _connector(row: dict[str, Any], line_no: int) -> int:
     _missing(row, "connector_id", line_no, required=True)
     value = row["connector_id"]
-    if not _is_int(value) or value < 1:
+    if not _is_int(value) or not 1 <= value <= MAX_CONNECTOR_ID:
         raise ReplayFormatError(line_no, "connector_id",
-                                f"must be a positive integer, got {value!r}")
+                                f"must be a positive integer at most {MAX_CONNECTOR_ID}, "
+                                f"got {_show(value)}")
     return int(value)
 
 
@@ -140,7 +165,7 @@ def _kind(row: dict[str, Any], line_no: int) -> EventKind:
     if kind is None:
         raise ReplayFormatError(
             line_no, "kind",
-            f"unknown kind {value!r} (expected started, meter, ended, status or an OCPP name)")
+            f"unknown kind {_show(value)} (expected started, meter, ended, status or an OCPP name)")
     return kind
 
 
@@ -153,19 +178,21 @@ def _time(row: dict[str, Any], name: str, line_no: int, required: bool) -> int |
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ReplayFormatError(line_no, name,
-                                    f"not an ISO-8601 time: {value!r}") from None
+                                    f"not an ISO-8601 time: {_show(value)}") from None
         if moment.tzinfo is None:
             raise ReplayFormatError(line_no, name,
-                                    f"ISO-8601 time without a UTC offset: {value!r}")
+                                    f"ISO-8601 time without a UTC offset: {_show(value)}")
         return (moment - _EPOCH) // _ONE_MS
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)
     if not _is_int(value):
         raise ReplayFormatError(
-            line_no, name, f"must be integer epoch milliseconds or ISO-8601, got {value!r}")
+            line_no, name, f"must be integer epoch milliseconds or ISO-8601, got {_show(value)}")
+    if value > _MAX_LONG:
+        raise ReplayFormatError(line_no, name, f"{_show(value)} is out of range")
     if value < _MIN_EPOCH_MS:
         raise ReplayFormatError(line_no, name,
-                                f"{value} looks like epoch seconds; expected milliseconds")
+                                f"{_show(value)} looks like epoch seconds; expected milliseconds")
     return int(value)
 
 
@@ -177,7 +204,7 @@ def _transaction(row: dict[str, Any], line_no: int) -> str | None:
         return str(value)
     if not isinstance(value, str) or not value:
         raise ReplayFormatError(line_no, "transaction_id",
-                                f"must be a non-empty string or integer, got {value!r}")
+                                f"must be a non-empty string or integer, got {_show(value)}")
     return value
 
 
@@ -185,8 +212,9 @@ def _seq(row: dict[str, Any], line_no: int) -> int | None:
     if _missing(row, "seq", line_no, required=False):
         return None
     value = row["seq"]
-    if not _is_int(value) or value < 0:
-        raise ReplayFormatError(line_no, "seq", f"must be an integer >= 0, got {value!r}")
+    if not _is_int(value) or not 0 <= value <= _MAX_LONG:
+        raise ReplayFormatError(line_no, "seq",
+                                f"must be an integer >= 0 and < 2^63, got {_show(value)}")
     return int(value)
 
 
@@ -195,7 +223,11 @@ def _number(row: dict[str, Any], name: str, line_no: int) -> float | None:
         return None
     value = row[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ReplayFormatError(line_no, name, f"must be a number, got {value!r}")
+        raise ReplayFormatError(line_no, name, f"must be a number, got {_show(value)}")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ReplayFormatError(line_no, name, f"must be finite, got {_show(value)}") from None
     if not math.isfinite(value):
         raise ReplayFormatError(line_no, name, f"must be finite, got {value!r}")
     if name == "energy_wh" and value < 0:

@@ -1,27 +1,78 @@
-"""`chargewatch gateway`: the OCPP gateway as a command. Kept apart from the gateway so the
-CLI does not import the `ocpp` and `websockets` libraries until the command runs."""
+"""`chargewatch gateway`: the OCPP gateway as a command, and `chargewatch gateway
+hash-password` for its allow-list. Kept apart from the gateway so the CLI does not import
+the `ocpp` and `websockets` libraries until the command runs."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import json
 import signal
 import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chargewatch.settings import Settings
+    from chargewatch.settings import GatewaySettings, Settings
+    from producers.ocpp_auth import GatewayPolicy
     from producers.ocpp_gateway import OcppGateway
 
 
 def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="listen address (default: gateway.host)")
     parser.add_argument("--port", type=int, help="listen port (default: gateway.port)")
+    actions = parser.add_subparsers(dest="gateway_action", required=False)
+    hashing = actions.add_parser(
+        "hash-password", help="print a charger's allow-list line (password read from stdin)",
+        description="Read a charger's password (prompted twice on a terminal, else the first "
+                    "line of stdin) and print the line to put under `chargers:` in "
+                    "gateway.chargers_file.")
+    hashing.add_argument("charger_id", help="charge point id (the Basic auth username)")
+    hashing.set_defaults(fn=cmd_hash_password)
+
+
+def cmd_hash_password(settings: Settings, args: argparse.Namespace) -> int:
+    """Print `  <id>: "<scrypt hash>"`; the password itself is never echoed or stored."""
+    from chargewatch.errors import ConfigError
+    from producers.ocpp_auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.charger_id}: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ConfigError("empty password: a charger needs one to authenticate")
+    print(f"  {json.dumps(args.charger_id)}: {json.dumps(hash_password(password))}")
+    return 0
+
+
+def gateway_policy(gateway: GatewaySettings) -> GatewayPolicy:
+    """The security profile and limits these settings ask for; a bad allow-list or TLS file
+    is a configuration error (exit 2) before anything listens."""
+    from chargewatch.errors import ConfigError
+    from producers.errors import GatewaySecurityError
+    from producers.ocpp_auth import ChargerAllowList, GatewayPolicy, server_tls_context
+
+    allow_list = tls = None
+    try:
+        if gateway.security_profile >= 1 and gateway.chargers_file is not None:
+            allow_list = ChargerAllowList.load(gateway.chargers_file)
+        if gateway.security_profile == 2 and gateway.tls_cert_file and gateway.tls_key_file:
+            tls = server_tls_context(gateway.tls_cert_file, gateway.tls_key_file)
+    except GatewaySecurityError as exc:
+        raise ConfigError(str(exc)) from None
+    return GatewayPolicy(allow_list=allow_list, ssl_context=tls,
+                         max_message_bytes=gateway.max_message_bytes,
+                         max_messages_per_s=gateway.max_messages_per_s,
+                         burst=gateway.burst_messages)
 
 
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     """`chargewatch gateway`: serve chargers until interrupted or terminated."""
     from chargewatch.errors import ConfigError
+    from chargewatch.kafka_config import check_connection, client_config
     from chargewatch.topics import Topics, ensure_topics
     from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
     from producers.ocpp_gateway import OcppGateway
@@ -31,17 +82,20 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:
         raise ConfigError("no Kafka to talk to: set KAFKA_BOOTSTRAP_SERVERS")
+    policy = gateway_policy(settings.gateway)
     host = args.host or settings.gateway.host
     port = args.port if args.port is not None else settings.gateway.port
     topics = Topics(settings.kafka.namespace)
-    ensure_topics({"bootstrap.servers": bootstrap}, topics, settings.kafka.partitions)
+    kafka_conf = client_config(settings.kafka, bootstrap)
+    check_connection(kafka_conf)
+    ensure_topics(kafka_conf, topics, settings.kafka.partitions)
     codec = Codec(settings.kafka.schema_registry_url)
     publisher = EventPublisher(
-        {"bootstrap.servers": bootstrap, **GATEWAY_PRODUCER_CONF}, topics.meter_events,
+        {**kafka_conf, **GATEWAY_PRODUCER_CONF}, topics.meter_events,
         lambda events: codec.encode_meter_events(events, topics.meter_events))
     delivery = KafkaDelivery(publisher, topics.dead_letters,
                              lambda letter: codec.encode_dead_letter(letter, topics.dead_letters))
-    gateway = OcppGateway(delivery, settings.gateway.heartbeat_interval_s)
+    gateway = OcppGateway(delivery, settings.gateway.heartbeat_interval_s, policy=policy)
     delivery.start()
     try:
         asyncio.run(_serve_until_stopped(gateway, host, port))
@@ -57,8 +111,10 @@ async def _serve_until_stopped(gateway: OcppGateway, host: str, port: int) -> No
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    scheme = "wss" if gateway.policy.ssl_context is not None else "ws"
     async with gateway.serve(host, port) as server:
         bound = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
-        print(f"OCPP gateway listening on {bound}: ws://host:port/<charge point id>, "
-              f"subprotocols {', '.join(SUBPROTOCOLS)}", file=sys.stderr, flush=True)
+        print(f"OCPP gateway listening on {bound}: {scheme}://host:port/<charge point id>, "
+              f"security profile {gateway.policy.profile}, subprotocols "
+              f"{', '.join(SUBPROTOCOLS)}", file=sys.stderr, flush=True)
         await stop.wait()

@@ -19,10 +19,19 @@ an open transaction (1.6 StopTransaction and later 2.0.1 TransactionEvents do no
 it) is remembered per charger in this process, and re-learnt from 1.6 MeterValues; the
 open-transaction map is not persisted, so a stop arriving at a restarted gateway for a
 transaction it never saw becomes a dead letter.
+
+Security (`producers.ocpp_auth.GatewayPolicy`): with security profile 1 or 2 the handshake
+is refused with HTTP 401 and `WWW-Authenticate: Basic` unless the Basic username is the
+charger id of the URL and its password matches the allow-list; profile 2 serves wss://.
+A message over `max_message_bytes` closes the connection with 1009 (message too big); a
+charger over its message rate (a token bucket per charger id, kept across reconnects) is
+disconnected with 1008 (policy violation) without its message being handled, so it sends
+it again after reconnecting, and a flooding charger costs the gateway one close.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -48,6 +57,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from producers import ocpp_mapping as mapping
+from producers.ocpp_auth import GatewayPolicy, TokenBucket, basic_credentials
 from producers.ocpp_delivery import KafkaDelivery
 from producers.ocpp_mapping import OcppMessageError
 from schemas.records import DeadLetter, MeterEvent
@@ -88,24 +98,59 @@ class OcppGateway:
 
     def __init__(self, delivery: KafkaDelivery, heartbeat_interval_s: int = 300,
                  authorize: Callable[[str], bool] = accept_all,
-                 clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 policy: GatewayPolicy | None = None) -> None:
         self.delivery = delivery
         self.heartbeat_interval_s = heartbeat_interval_s
         self.authorize = authorize
         self.clock = clock
+        self.policy = policy or GatewayPolicy()
         self.chargers: dict[str, ChargerState] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def serve(self, host: str, port: int) -> Any:
         """The websocket server (an async context manager yielding a `Server`)."""
         return serve(self._connection, host, port, subprotocols=list(SUBPROTOCOLS),
-                     process_request=self._check_request, ping_interval=None)
+                     process_request=self._check_request, ping_interval=None,
+                     max_size=self.policy.max_message_bytes, ssl=self.policy.ssl_context)
 
-    @staticmethod
-    def _check_request(connection: ServerConnection, request: Request) -> Response | None:
-        if not charger_id_of(request.path):
+    async def _check_request(self, connection: ServerConnection,
+                             request: Request) -> Response | None:
+        """Refuse a handshake without a charger id (404) or, under profiles 1 and 2, without
+        that charger's Basic credentials (401). The password is never logged."""
+        charger_id = charger_id_of(request.path)
+        if not charger_id:
             return connection.respond(HTTPStatus.NOT_FOUND,
                                       "connect to ws://host:port/<charge point id>\n")
+        allow_list = self.policy.allow_list
+        if allow_list is None:
+            return None
+        credentials = basic_credentials(request.headers.get("Authorization"))
+        if credentials is None:
+            return self._unauthorized(connection, charger_id, "no Basic credentials")
+        username, password = credentials
+        if username != charger_id:
+            return self._unauthorized(connection, charger_id,
+                                      f"Basic username {username!r} is not the charger id")
+        if not await asyncio.to_thread(allow_list.check, charger_id, password):
+            return self._unauthorized(connection, charger_id, "unknown charger or wrong password")
         return None
+
+    @staticmethod
+    def _unauthorized(connection: ServerConnection, charger_id: str, why: str) -> Response:
+        log.warning("%s refused at the handshake: %s", charger_id, why)
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+        response.headers["WWW-Authenticate"] = 'Basic realm="ChargeWatch OCPP", charset="UTF-8"'
+        return response
+
+    def within_rate(self, charger_id: str) -> bool:
+        """Spend one of this charger's message tokens; False when it is over its rate."""
+        now = time.monotonic()
+        bucket = self._buckets.get(charger_id)
+        if bucket is None:
+            bucket = self._buckets[charger_id] = TokenBucket(
+                self.policy.max_messages_per_s, self.policy.burst, now)
+        return bucket.take(now)
 
     async def _connection(self, connection: ServerConnection) -> None:
         charger_id = charger_id_of(connection.request.path if connection.request else "")
@@ -114,7 +159,8 @@ class OcppGateway:
         log.info("%s connected with %s", charger_id, connection.subprotocol)
         with contextlib.suppress(ConnectionClosed):
             await handler.start()
-        log.info("%s disconnected", charger_id)
+        log.info("%s disconnected (%s %s)", charger_id, connection.close_code,
+                 connection.close_reason)
 
     def state_of(self, charger_id: str) -> ChargerState:
         return self.chargers.setdefault(charger_id, ChargerState())
@@ -152,6 +198,12 @@ class _GatewayConnection:
         self._raw = ""
 
     async def route_message(self, raw_msg: str) -> None:
+        if not self._gateway.within_rate(self.id):  # type: ignore[attr-defined]
+            policy = self._gateway.policy
+            log.warning("%s over its message rate: disconnected", self.id)  # type: ignore[attr-defined]
+            await self._connection.close(  # type: ignore[attr-defined]
+                1008, f"over {policy.max_messages_per_s:g} messages/s (burst {policy.burst})")
+            return
         self._raw = raw_msg  # messages are routed one at a time: this is the one handled
         await super().route_message(raw_msg)  # type: ignore[misc]
 

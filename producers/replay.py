@@ -4,7 +4,9 @@ Nothing read is silently dropped: every line becomes events on the meter-events 
 dead letter (stage "replay", source `file:<path>`, offset = line number) with the reason,
 plus one warning log line, and the replay goes on. Blank lines carry nothing and are
 skipped. A line longer than `MAX_LINE_BYTES` (512 KiB) is dead-lettered unparsed, its
-original cut to the first `MAX_LINE_BYTES`, so one broken file cannot exhaust memory.
+original cut to the first `MAX_LINE_BYTES` (which keeps the dead letter under Kafka's default
+1 MB message limit), so one broken file cannot exhaust memory: the file is read line by line
+with that cap, never whole.
 
 Grouping: consecutive valid lines of the same station are published together, up to
 `events_per_message` per message (default 1: one event per message, as a plain file has no
@@ -22,13 +24,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from producers.errors import ReplayFormatError
-from producers.jsonl import parse_event_line
+from producers.jsonl import MAX_LINE_BYTES, parse_event_line
+
+__all__ = ["MAX_LINE_BYTES", "ReplayStats", "replay_file"]
 from producers.publisher import EventPublisher
 from schemas.records import MAX_EVENTS_PER_MESSAGE, DeadLetter, MeterEvent
 
-MAX_LINE_BYTES = 512 * 1024
-"""Longer lines are dead-lettered unparsed; the cap keeps a dead letter under Kafka's default
-1 MB message limit, so even the worst line can be dead-lettered."""
 _PROGRESS_EVERY = 1000
 
 log = logging.getLogger(__name__)

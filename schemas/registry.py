@@ -205,6 +205,8 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
     n = b & 0x7F
     shift = 7
     while b & 0x80:
+        if shift > 63:  # a long takes at most 10 bytes; longer would cost quadratic time
+            raise ValueError(f"varint longer than 10 bytes at offset {pos}")
         b = data[pos]
         pos += 1
         n |= (b & 0x7F) << shift

@@ -17,3 +17,7 @@ class MigrationError(SinkError):
 
 class BatchStateError(SinkError):
     """The recorded batch intents contradict what the topic holds (e.g. the topic was recreated)."""
+
+
+class AccessSetupError(SinkError):
+    """Roles or users could not be set up (`chargewatch grant`); the text holds no secret."""

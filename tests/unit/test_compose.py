@@ -107,3 +107,22 @@ def test_dockerfile_installs_every_package_and_grafana_is_provisioned() -> None:
     dashboards = yaml.safe_load((provisioning / "dashboards" / "chargewatch.yml").read_text())
     mounts = _compose()["services"]["grafana"]["volumes"]
     assert f"./grafana/dashboards:{dashboards['providers'][0]['options']['path']}:ro" in mounts
+
+
+def test_app_services_use_the_authenticated_kafka_listener_with_an_interpolated_secret() -> None:
+    kafka = _compose()["services"]["kafka"]["environment"]
+    protocols = dict(pair.split(":") for pair in
+                     kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    advertised = dict(entry.split("://") for entry in
+                      kafka["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    jaas = kafka["KAFKA_LISTENER_NAME_APP_PLAIN_SASL_JAAS_CONFIG"]
+    for name, svc in _app_services().items():
+        env = svc["environment"]
+        listener = next(n for n, address in advertised.items()
+                        if address == env["KAFKA_BOOTSTRAP_SERVERS"])
+        assert protocols[listener] == env["CHARGEWATCH_KAFKA__SECURITY_PROTOCOL"], name
+        assert env["CHARGEWATCH_KAFKA__SASL_MECHANISM"] in kafka["KAFKA_SASL_ENABLED_MECHANISMS"]
+        user, password = env["CHARGEWATCH_KAFKA__SASL_USERNAME"], \
+            env["CHARGEWATCH_KAFKA__SASL_PASSWORD"]
+        assert password.startswith("${KAFKA_APP_PASSWORD"), f"{name}: a literal secret"
+        assert f'user_{user}="{password}"' in jaas, name
