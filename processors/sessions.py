@@ -6,12 +6,22 @@ Closing remembers the session (bounded by `StitchRules.recent_sessions` and
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP
+
 from processors.readings import MAX_GAPS
 from processors.rules import StitchRules
 from processors.session_ids import IdContext, IdTemplate, utc_date
 from processors.state import ClosedSession, ConnectorState, OpenSession, StationState
 from processors.tariffs import TariffEngine
-from schemas.records import ChargingSession, EventPosition, MeterEvent, SessionState
+from processors.tariffs.cost import CENT
+from schemas.records import (
+    ChargingSession,
+    DimensionCost,
+    EventPosition,
+    MeterEvent,
+    SessionPeriod,
+    SessionState,
+)
 
 _MS_PER_HOUR = 3_600_000
 
@@ -94,4 +104,11 @@ class SessionRecords:
             avg_power_w=energy * _MS_PER_HOUR / charging if charging > 0 else 0.0,
             charging_ms=charging, plugged_ms=plugged,
             cost=cost.incl_vat, currency=cost.currency,
-            event_count=session.event_count, stop_reason=stop_reason, flags=flags)
+            event_count=session.event_count, stop_reason=stop_reason, flags=flags,
+            cost_excl_vat=cost.excl_vat, tariff_id=cost.tariff_id,
+            periods=tuple(SessionPeriod(p.start_ms, float(p.energy_wh), p.charging_ms,
+                                        p.parking_ms, *p.elements) for p in cost.periods),
+            dimension_costs=tuple(
+                DimensionCost(str(d), excl.quantize(CENT, ROUND_HALF_UP),
+                              incl.quantize(CENT, ROUND_HALF_UP))
+                for d, (excl, incl) in sorted(cost.by_dimension().items())))

@@ -27,9 +27,12 @@ from schemas.records import (
     MAX_EVENTS_PER_MESSAGE,
     Anomaly,
     ChargingSession,
+    ConnectorStatus,
     DeadLetter,
+    DimensionCost,
     EventKind,
     MeterEvent,
+    SessionPeriod,
     SessionState,
     Severity,
 )
@@ -43,6 +46,16 @@ _CONFLUENT_HEADER = len(CONFLUENT_MAGIC) + 4
 _COST_QUANTUM = Decimal("0.0001")
 """Scale 4 of the `cost` decimal: fastavro requires the exponent to match the scale."""
 _COST_DIGITS = 18
+
+MAX_MESSAGE_BYTES = 1 << 20
+"""Longest meter-events message decoded at all (Kafka's default message size limit): a bigger
+one is dead-lettered unread, so no input can make the decoder work or allocate without bound."""
+MAX_TEXT_CHARS = 256
+"""Longest id or text field of a meter event; OCPP's longest such field is 255 characters."""
+MAX_CONNECTOR_ID = 65_535
+"""Connector ids are UInt16 in ClickHouse; a larger one could never be stored."""
+_EVENT_TEXTS = ("event_id", "station_id", "kind", "transaction_id", "id_tag", "vehicle_id",
+                "status", "error_code", "stop_reason")
 
 _KINDS = {k.value: k for k in EventKind}
 _STATES = {s.value: s for s in SessionState}
@@ -62,8 +75,11 @@ _SESSION_FLOATS = (
     "max_power_w",
     "avg_power_w",
 )
+_PERIOD_FIELDS = SessionPeriod.__slots__
+_PERIOD_VALUES = attrgetter(*_PERIOD_FIELDS)
 _ANOMALY_FIELDS = Anomaly.__slots__
 _DEAD_LETTER_FIELDS = DeadLetter.__slots__
+_STATUS_FIELDS = ConnectorStatus.__slots__
 
 
 def _non_finite(record: dict[str, Any], names: Sequence[str]) -> str | None:
@@ -96,6 +112,7 @@ class Codec:
         self._session = current("ChargingSession")
         self._anomaly = current("Anomaly")
         self._dead_letter = current("DeadLetter")
+        self._status = current("ConnectorStatus")
 
     # -- framing -------------------------------------------------------------------------
 
@@ -199,6 +216,9 @@ class Codec:
 
     def decode_meter_events(self, data: bytes) -> list[MeterEvent]:
         """The events of one message, single or batched, in message order."""
+        if isinstance(data, bytes | bytearray | memoryview) and len(data) > MAX_MESSAGE_BYTES:
+            raise DecodeError(f"meter-events message of {len(data)} bytes; at most "
+                              f"{MAX_MESSAGE_BYTES}")
         name, datum = self._read(data, ("MeterEvent", "MeterEventBatch"))
         if name == "MeterEvent":
             return [_meter_event(datum)]
@@ -228,8 +248,22 @@ class Codec:
         bad = _non_finite(datum, _SESSION_FLOATS)
         if bad is not None:
             raise EncodeError(f"session {session.session_id!r}: {bad} is {datum[bad]}")
-        datum["cost"] = _quantize_cost(session)
+        datum["cost"] = _quantize_cost(session, session.cost, "cost")
         datum["flags"] = list(session.flags)
+        if session.cost_excl_vat is not None:
+            datum["cost_excl_vat"] = _quantize_cost(session, session.cost_excl_vat,
+                                                    "cost_excl_vat")
+        datum["periods"] = [dict(zip(_PERIOD_FIELDS, _PERIOD_VALUES(p), strict=True))
+                            for p in session.periods]
+        for p in datum["periods"]:
+            if not math.isfinite(p["energy_wh"]):
+                raise EncodeError(f"session {session.session_id!r}: a period's energy_wh is "
+                                  f"{p['energy_wh']}")
+        datum["dimension_costs"] = [
+            {"dimension": c.dimension,
+             "excl_vat": _quantize_cost(session, c.excl_vat, f"{c.dimension} excl_vat"),
+             "incl_vat": _quantize_cost(session, c.incl_vat, f"{c.dimension} incl_vat")}
+            for c in session.dimension_costs]
         return self._write(self._session, datum, f"{topic}-value")
 
     def decode_session(self, data: bytes) -> ChargingSession:
@@ -238,8 +272,15 @@ class Codec:
         bad = _non_finite(datum, _SESSION_FLOATS)
         if bad is not None:
             raise DecodeError(f"session {datum['session_id']!r}: {bad} is {datum[bad]}")
+        periods = datum["periods"]
+        for p in periods:
+            if not math.isfinite(p["energy_wh"]):
+                raise DecodeError(f"session {datum['session_id']!r}: a period's energy_wh is "
+                                  f"{p['energy_wh']}")
         datum["state"] = state
         datum["flags"] = tuple(datum["flags"])
+        datum["periods"] = tuple(SessionPeriod(**p) for p in periods)
+        datum["dimension_costs"] = tuple(DimensionCost(**c) for c in datum["dimension_costs"])
         return ChargingSession(**datum)
 
     # -- anomalies and dead letters ------------------------------------------------------
@@ -264,6 +305,16 @@ class Codec:
         _, datum = self._read(data, ("DeadLetter",))
         return DeadLetter(**datum)
 
+    # -- connector status history ---------------------------------------------------------
+
+    def encode_connector_status(self, status: ConnectorStatus, topic: str) -> bytes:
+        datum = {name: getattr(status, name) for name in _STATUS_FIELDS}
+        return self._write(self._status, datum, f"{topic}-value")
+
+    def decode_connector_status(self, data: bytes) -> ConnectorStatus:
+        _, datum = self._read(data, ("ConnectorStatus",))
+        return ConnectorStatus(**datum)
+
 
 def _member(members: dict[str, Any], value: str, owner: str, field: str) -> Any:
     """The enum member a decoded string names, or a DecodeError that lists the known ones."""
@@ -275,20 +326,50 @@ def _member(members: dict[str, Any], value: str, owner: str, field: str) -> Any:
 
 
 def _meter_event(datum: dict[str, Any]) -> MeterEvent:
+    problem = text_problem(datum, _EVENT_TEXTS)
+    if problem is not None:
+        raise DecodeError(f"event {_shown(datum['event_id'])}: {problem}")
     kind = _member(_KINDS, datum["kind"], f"event {datum['event_id']!r}", "kind")
     bad = _non_finite(datum, _EVENT_FLOATS)
     if bad is not None:
         raise DecodeError(f"event {datum['event_id']!r}: {bad} is {datum[bad]}")
+    if not 0 <= datum["connector_id"] <= MAX_CONNECTOR_ID:
+        raise DecodeError(f"event {datum['event_id']!r}: connector_id {datum['connector_id']} "
+                          f"outside 0..{MAX_CONNECTOR_ID}")
     datum["kind"] = kind
     return MeterEvent(**datum)
 
 
-def _quantize_cost(session: ChargingSession) -> Decimal:
-    cost = session.cost
+def text_problem(record: dict[str, Any], names: Sequence[str]) -> str | None:
+    """What is wrong with the first bad text field among `names`, or None if all are fine.
+
+    Too long, or a character that is not printable (control characters, line and paragraph
+    separators, zero-width and bidi overrides): such ids would forge log lines, CSV rows and
+    what an operator reads in a report.
+    """
+    for name in names:
+        value = record.get(name)
+        if value is None or (len(value) <= MAX_TEXT_CHARS and value.isprintable()):
+            continue
+        if len(value) > MAX_TEXT_CHARS:
+            return f"{name} of {len(value)} characters; at most {MAX_TEXT_CHARS}"
+        at = next(i for i, char in enumerate(value) if not char.isprintable())
+        return f"{name} {_shown(value)} holds non-printable character U+{ord(value[at]):04X}"
+    return None
+
+
+def _shown(value: str) -> str:
+    """A possibly hostile string, cut and escaped so it is safe in an error message."""
+    return ascii(value[:40] + ("..." if len(value) > 40 else ""))
+
+
+def _quantize_cost(session: ChargingSession, cost: Decimal, name: str) -> Decimal:
+    """An amount of `session` at the schema's scale 4, or an EncodeError naming it."""
     try:
         quantized = cost.quantize(_COST_QUANTUM, rounding=ROUND_HALF_UP)
     except (InvalidOperation, AttributeError, TypeError) as exc:
-        raise EncodeError(f"session {session.session_id!r}: cost {cost!r} is no amount") from exc
+        raise EncodeError(f"session {session.session_id!r}: {name} {cost!r} is no amount") from exc
     if not quantized.is_finite() or len(quantized.as_tuple().digits) > _COST_DIGITS:
-        raise EncodeError(f"session {session.session_id!r}: cost {cost} does not fit decimal(18,4)")
+        raise EncodeError(f"session {session.session_id!r}: {name} {cost} does not fit "
+                          "decimal(18,4)")
     return quantized

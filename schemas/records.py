@@ -83,6 +83,35 @@ class SessionState(StrEnum):
     """Closed without a stop event (e.g. after inactivity); still has ID, energy and cost."""
 
 
+NO_ELEMENT = -1
+"""A dimension no tariff element prices in a charging period (free there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPeriod:
+    """An OCPI charging period as the tariff engine metered it: from `start_ms` until the
+    next period starts, one set of active tariff elements (indexes into the tariff's list)."""
+
+    start_ms: int
+    energy_wh: float
+    charging_ms: int
+    parking_ms: int
+    energy_element: int = NO_ELEMENT
+    time_element: int = NO_ELEMENT
+    parking_element: int = NO_ELEMENT
+
+
+@dataclass(frozen=True, slots=True)
+class DimensionCost:
+    """What one OCPI dimension (ENERGY, TIME, PARKING_TIME, FLAT) cost in a session,
+    rounded half-up to the cent on its own (before min/max price: the session's totals
+    are bounded and rounded separately, so these need not add up to them exactly)."""
+
+    dimension: str
+    excl_vat: Decimal
+    incl_vat: Decimal
+
+
 @dataclass(frozen=True, slots=True)
 class ChargingSession:
     """A charging session as the processors see it: running while open, final when closed.
@@ -120,6 +149,14 @@ class ChargingSession:
     event_count: int
     stop_reason: str | None = None
     flags: tuple[str, ...] = field(default_factory=tuple)
+    cost_excl_vat: Decimal | None = None
+    """`cost` without VAT (None: published before schema v2, unknown)."""
+    tariff_id: str | None = None
+    """The tariff applied (chosen at session start); None: no tariff, or before schema v2."""
+    periods: tuple[SessionPeriod, ...] = ()
+    """The tariff engine's charging periods (empty: free session, or before schema v2)."""
+    dimension_costs: tuple[DimensionCost, ...] = ()
+    """Cost per priced dimension (empty: nothing priced, or before schema v2)."""
 
     @property
     def idle_ms(self) -> int:
@@ -160,3 +197,22 @@ class DeadLetter:
     error: str
     failed_ms: int
     original_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStatus:
+    """One status a connector reported, published on `connector-status` for the status history.
+
+    Every applied status is published, not only changes: arrival order is not time order, so
+    only the reader that sorts by `time_ms` (ClickHouse) can tell which report changed anything.
+    """
+
+    event_id: str
+    station_id: str
+    connector_id: int
+    status: str
+    error_code: str | None
+    time_ms: int
+    """The status's start: event time, or receive time when the charger clock is skewed."""
+    event_time_ms: int
+    receive_time_ms: int

@@ -8,6 +8,13 @@ decode is stored as its own dead_letters row (publishing it back would loop).
 The intent store (`load_intents`, `record_intent`) lives here too: it is ClickHouse I/O,
 while sinks/batches.py stays pure.
 
+CDRs (migration 0009, processors/cdr.py): in the same write, every session version of the
+batch goes through `issue` against the session's CDRs already stored (plus those issued
+earlier in the batch), and what it issues (a credit for the previous CDR, the new CDR) is
+inserted into `cdrs` under the same token, after the sessions. The rows depend only on
+the batch and on immutable stored CDRs, so a retry rebuilds the same rows (dropped by the
+token) or, when the first insert landed, finds them issued and writes nothing.
+
 Versions (migration 0004): `charging_sessions` is a VersionedCollapsingMergeTree, so the
 sink writes a session only when it is newer than the stored one, together with a cancel
 row (sign -1) of the stored version, in the same insert. Rollup views sum `sign * x` and
@@ -19,15 +26,17 @@ looks different after that check, but it carries the same token, so ClickHouse d
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from processors.cdr import Cdr, Price, issue, periods_from_json, periods_json
 from schemas.codec import Codec
 from schemas.errors import DecodeError
-from schemas.records import Anomaly, ChargingSession, DeadLetter
+from schemas.records import Anomaly, ChargingSession, DeadLetter, SessionState
 from sinks.batches import Intent
 from sinks.clickhouse import check_identifier
 from sinks.reports import latest_live
@@ -51,6 +60,20 @@ ANOMALY_COLUMNS = [
     "anomaly_id", "kind", "severity", "station_id", "connector_id", "session_id", "detected_at",
     "message", "evidence", "_partition", "_offset",
 ]
+
+
+CDR_COLUMNS = [
+    "cdr_id", "session_id", "session_version", "issued_version", "credit",
+    "credit_reference_id", "station_id", "connector_id", "id_tag", "vehicle_id", "start_time",
+    "end_time", "currency", "tariff_id", "total_cost_excl_vat", "total_cost_incl_vat",
+    "fixed_cost_excl_vat", "fixed_cost_incl_vat", "total_energy_wh", "energy_cost_excl_vat",
+    "energy_cost_incl_vat", "total_time_ms", "time_cost_excl_vat", "time_cost_incl_vat",
+    "total_parking_ms", "parking_cost_excl_vat", "parking_cost_incl_vat", "charging_periods",
+    "last_updated",
+]
+_CDR_MS = {"start_time": "toUnixTimestamp64Milli(start_time)",
+           "end_time": "toUnixTimestamp64Milli(end_time)",
+           "last_updated": "toUnixTimestamp64Milli(last_updated)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +118,64 @@ def session_row(session: ChargingSession, topic: str, partition: int, offset: in
             s.meter_end_wh, s.energy_wh, s.soc_start_pct, s.soc_end_pct, s.max_power_w,
             s.avg_power_w, s.charging_ms, s.plugged_ms, s.cost, s.currency, s.event_count,
             s.stop_reason, list(s.flags), topic, partition, offset)
+
+
+def cdr_row(cdr: Cdr) -> tuple:
+    """The cdrs row of one CDR (times as epoch ms, periods as JSON)."""
+    c = cdr
+    return (c.cdr_id, c.session_id, c.session_version, c.issued_version, c.credit,
+            c.credit_reference_id, c.station_id, c.connector_id, c.id_tag, c.vehicle_id,
+            c.start_ms, c.end_ms, c.currency, c.tariff_id, *_amounts(c.total_cost),
+            *_amounts(c.total_fixed_cost), c.total_energy_wh, *_amounts(c.total_energy_cost),
+            c.total_time_ms, *_amounts(c.total_time_cost), c.total_parking_ms,
+            *_amounts(c.total_parking_cost), periods_json(c.periods), c.last_updated_ms)
+
+
+def _amounts(price: Price | None) -> tuple[Decimal | None, Decimal | None]:
+    return (None, None) if price is None else (price.excl_vat, price.incl_vat)
+
+
+def cdr_from_row(row: dict[str, Any]) -> Cdr:
+    """A CDR read back from `cdrs` (CDR_COLUMNS, times as epoch ms)."""
+
+    def price(prefix: str) -> Price | None:
+        incl = row[f"{prefix}_incl_vat"]
+        return None if incl is None else Price(row[f"{prefix}_excl_vat"], incl)
+
+    total = price("total_cost")
+    assert total is not None  # the column is not nullable
+    return Cdr(
+        cdr_id=row["cdr_id"], session_id=row["session_id"],
+        session_version=int(row["session_version"]), issued_version=int(row["issued_version"]),
+        credit=bool(row["credit"]), credit_reference_id=row["credit_reference_id"],
+        station_id=row["station_id"], connector_id=int(row["connector_id"]),
+        id_tag=row["id_tag"], vehicle_id=row["vehicle_id"], start_ms=int(row["start_time"]),
+        end_ms=int(row["end_time"]), currency=row["currency"], tariff_id=row["tariff_id"],
+        periods=periods_from_json(row["charging_periods"]), total_cost=total,
+        total_fixed_cost=price("fixed_cost"), total_energy_wh=float(row["total_energy_wh"]),
+        total_energy_cost=price("energy_cost"), total_time_ms=int(row["total_time_ms"]),
+        total_time_cost=price("time_cost"), total_parking_ms=int(row["total_parking_ms"]),
+        total_parking_cost=price("parking_cost"), last_updated_ms=int(row["last_updated"]))
+
+
+def load_cdrs(client: Client, database: str, session_ids: Iterable[str]) -> dict[str, list[Cdr]]:
+    """The issued CDRs of these sessions, each session's in issue order (FINAL: a replayed
+    row counts once). A primary-key lookup: `cdrs` is ordered by (session_id, cdr_id)."""
+    ids = sorted(set(session_ids))
+    if not ids:
+        return {}
+    columns = ", ".join(_CDR_MS.get(c, c) for c in CDR_COLUMNS)
+    result = client.query(
+        f"SELECT {columns} FROM {{db:Identifier}}.cdrs FINAL "
+        "WHERE session_id IN {ids:Array(String)}",
+        parameters={"db": check_identifier(database), "ids": ids})
+    found: dict[str, list[Cdr]] = {}
+    for values in result.result_rows:
+        cdr = cdr_from_row(dict(zip(CDR_COLUMNS, values, strict=True)))
+        found.setdefault(cdr.session_id, []).append(cdr)
+    for cdrs in found.values():
+        cdrs.sort(key=lambda c: c.issue_order)
+    return found
 
 
 def dead_letter_row(letter: DeadLetter, partition: int, offset: int) -> tuple:
@@ -157,7 +238,21 @@ class SessionSink(_TableSink):
             rows.append(row)
             live[session.session_id] = row
         _insert(self.client, f"{self.database}.{self.table}", rows, SESSION_COLUMNS, token)
+        _insert(self.client, f"{self.database}.cdrs", self._cdr_rows(decoded), CDR_COLUMNS,
+                token)
         return Written(len(decoded), letters)
+
+    def _cdr_rows(self, decoded: list[tuple[ChargingSession, int]]) -> list[tuple]:
+        """The CDRs this batch's session versions issue (module docstring)."""
+        closed = [s for s, _ in decoded if s.state is not SessionState.OPEN and s.version >= 1]
+        issued = load_cdrs(self.client, self.database, (s.session_id for s in closed))
+        rows: list[tuple] = []
+        for session in closed:
+            known = issued.setdefault(session.session_id, [])
+            new = issue(session, known)
+            known.extend(new)
+            rows.extend(cdr_row(c) for c in new)
+        return rows
 
     def _stored(self, session_ids: set[str]) -> dict[str, tuple]:
         """The stored (live, sign +1) row of each of these sessions, in SESSION_COLUMNS order."""
@@ -212,6 +307,37 @@ class AnomalySink(_TableSink):
             else:
                 letters.append(dead_letter_for(topic, partition, message, error))
         _insert(self.client, f"{self.database}.{self.table}", rows, ANOMALY_COLUMNS, token)
+        return Written(len(rows), letters)
+
+
+UPDATE_COLUMNS = [
+    "session_id", "station_id", "connector_id", "transaction_id", "vehicle_id", "start_time",
+    "updated_time", "energy_wh", "soc_pct", "power_w", "cost", "currency",
+]
+
+
+class SessionUpdateSink(_TableSink):
+    """session-updates → `{database}.session_updates`: open sessions for live monitoring.
+
+    The table keeps the newest update of each session (ReplacingMergeTree on the update
+    time) for a day (TTL); `power_w` is the session's average power so far.
+    """
+
+    table = "session_updates"
+
+    def write(self, topic: str, partition: int, messages: Sequence[Message],
+              token: str) -> Written:
+        rows: list[tuple] = []
+        letters: list[DeadLetter] = []
+        for message in messages:
+            s, error = _decode_failure(message, self.codec.decode_session)
+            if error is None:
+                rows.append((s.session_id, s.station_id, s.connector_id, s.transaction_id,
+                             s.vehicle_id, s.start_ms, s.end_ms, s.energy_wh, s.soc_end_pct,
+                             s.avg_power_w, s.cost, s.currency))
+            else:
+                letters.append(dead_letter_for(topic, partition, message, error))
+        _insert(self.client, f"{self.database}.{self.table}", rows, UPDATE_COLUMNS, token)
         return Written(len(rows), letters)
 
 

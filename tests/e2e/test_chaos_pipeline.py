@@ -1,6 +1,7 @@
 """Chaos simulator -> Kafka -> Faust -> ClickHouse, compared with the chaos truth exactly.
 
-Sessions field by field; then `anomalies` for the kinds only injected cases cause
+Sessions field by field; each session's CDRs (credits included) sum to its latest cost;
+then `anomalies` for the kinds only injected cases cause
 (`producers.chaos.CAUSED_KINDS`) as (kind, station, connector, transaction), exactly.
 Kinds that clean sessions raise too (suspicious_session, connector_blocked,
 zero_energy_session, repeated_failed_starts, soc_falling) are not compared.
@@ -58,6 +59,28 @@ def _caused(client: Any, database: str, sessions: list[dict[str, Any]]
     return out
 
 
+def _cdrs_match_sessions(client: Any, database: str, sessions: list[dict[str, Any]]
+                         ) -> dict[str, tuple[Decimal, int, int]]:
+    """Every session's CDRs (credits included) sum to its latest cost; version v was billed
+    v times and credited v - 1 times. Waits briefly: CDRs are inserted after the sessions."""
+    want = {r["session_id"]: (Decimal(r["cost"]), 2 * r["version"] - 1, r["version"] - 1)
+            for r in sessions}
+    deadline = time.monotonic() + 10
+    while True:
+        result = client.query(
+            f"SELECT session_id, sum(total_cost_incl_vat), count(), countIf(credit) "
+            f"FROM {database}.cdrs FINAL GROUP BY session_id")
+        have = {sid: (Decimal(total), n, credits)
+                for sid, total, n, credits in result.result_rows}
+        if have == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert have == want, sorted((k, have.get(k), want.get(k)) for k in set(have) ^ set(want)
+                                | {k for k in have if have[k] != want.get(k)})[:5]
+    assert any(credits for _, _, credits in have.values()), "no corrected session was credited"
+    return have
+
+
 def test_chaos_pipeline_matches_chaos_truth(broker: EmbeddedBroker, chdb_url: str,
                                            database: str, tmp_path: Path) -> None:
     settings = load_settings(
@@ -101,6 +124,7 @@ def test_chaos_pipeline_matches_chaos_truth(broker: EmbeddedBroker, chdb_url: st
             time.sleep(0.5)
         assert not wrong, wrong[:5]
         assert len(rows) == len(have) == len(want)
+        _cdrs_match_sessions(stack.client, database, rows)
         expected_anomalies = chaos.expected_anomalies()
         deadline = time.monotonic() + 30
         while (anomalies := _caused(stack.client, database, rows)) != expected_anomalies \

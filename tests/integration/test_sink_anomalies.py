@@ -82,3 +82,44 @@ def test_anomalies_land_once(broker: EmbeddedBroker, namespace: str, client: Cli
     letters = client.query(f"SELECT stage, source_topic FROM {database}.dead_letters"
                            ).result_rows
     assert letters == [("sink", topics.anomalies)]  # the bad message, dead-lettered and stored
+
+
+def test_session_updates_keep_the_latest_running_state(broker: EmbeddedBroker, namespace: str,
+                                                       client: Client, database: str) -> None:
+    """session-updates → session_updates: the newest update of each open session wins."""
+    from decimal import Decimal
+
+    from schemas.records import ChargingSession, SessionState
+
+    topics = Topics(namespace)
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, partitions=2)
+    codec = Codec()
+
+    def running(n: int, minute: int) -> ChargingSession:
+        return ChargingSession(
+            session_id=f"EV-{n:09d}", version=0, state=SessionState.OPEN,
+            station_id=f"CS-{n}", connector_id=1, transaction_id=str(n), id_tag=None,
+            vehicle_id=f"VIN{n}", start_ms=T0, end_ms=T0 + minute * 60_000,
+            meter_start_wh=1000.0, meter_end_wh=1000.0 + minute * 150,
+            energy_wh=minute * 150.0, soc_start_pct=20.0, soc_end_pct=20.0 + minute / 3,
+            max_power_w=9_000.0, avg_power_w=9_000.0, charging_ms=minute * 60_000,
+            plugged_ms=minute * 60_000, cost=Decimal(minute) / 10, currency="EUR",
+            event_count=minute + 1)
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for minute in (1, 3, 2):  # a late, older update must not win
+        for n in range(3):
+            producer.produce(topics.session_updates, key=f"EV-{n:09d}".encode(),
+                             value=codec.encode_session(running(n, minute),
+                                                        topics.session_updates))
+    assert producer.flush(30) == 0
+    sink = SinkRunner({"bootstrap.servers": broker.bootstrap_servers,
+                       "group.id": f"{namespace}-sink"},
+                      topics.sessions_completed, topics.dead_letters, client, database, codec,
+                      batch_ms=200, updates_topic=topics.session_updates)
+    run_until_idle(sink)
+    stored = client.query(
+        f"SELECT session_id, energy_wh, cost, toUnixTimestamp64Milli(updated_time) "
+        f"FROM {database}.session_updates FINAL ORDER BY session_id").result_rows
+    assert [tuple(r) for r in stored] == [
+        (f"EV-{n:09d}", 450.0, Decimal("0.3"), T0 + 180_000) for n in range(3)]
