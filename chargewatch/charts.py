@@ -27,6 +27,10 @@ class ChartSpec:
 CHARTS: dict[str, ChartSpec] = {
     "station-daily": ChartSpec("day", "energy_kwh", "line", "Energy per day (kWh)"),
     "station-health": ChartSpec("day", "failure_rate_pct", "line", "Failed sessions (%)"),
+    "station-availability": ChartSpec("station_id", "availability_pct", "bar",
+                                      "Availability (%), least available first"),
+    "model-availability": ChartSpec("firmware", "availability_pct", "bar",
+                                    "Availability (%) by firmware"),
     "utilization": ChartSpec("station_id", "utilization_pct", "bar", "Utilization (%)"),
     "heatmap": ChartSpec("weekday", "", "heatmap", "Sessions started, weekday x hour (UTC)"),
     "session-lengths": ChartSpec("bucket", "sessions", "bar", "Sessions by plugged-in time"),

@@ -7,6 +7,7 @@ started.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from chargewatch.render import print_record, print_rows
 from chargewatch.settings import Settings
 from chargewatch.stack import LocalStack
 from producers.simulator import simulate
-from sinks import reports
+from sinks import health_reports, reports
 
 out = Console()
 
@@ -36,7 +37,16 @@ def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0) -> dic
         shutil.rmtree(run_dir / "chdb", ignore_errors=True)
         settings = settings.model_copy(update={"clickhouse": settings.clickhouse.model_copy(
             update={"url": SecretStr(f"chdb://{run_dir.resolve() / 'chdb'}")})})
+    # Faults on, and the fleet's registry (model/firmware) for the station-health reports.
+    settings = settings.model_copy(update={"simulator": settings.simulator.model_copy(
+        update={"faults": True})})
     simulation = simulate(fleet_config(settings))
+    if settings.processor.stations_file is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        registry = run_dir / "stations.json"
+        registry.write_text(json.dumps(simulation.registry()))
+        settings = settings.model_copy(update={"processor": settings.processor.model_copy(
+            update={"stations_file": registry})})
     expected = sum(1 for _ in simulation.truth())
     console.print(f"[bold]ChargeWatch demo[/bold]: {settings.simulator.stations} stations, "
                   f"{settings.simulator.duration_h:g} simulated hours, {expected:,} sessions; "
@@ -69,6 +79,8 @@ def _print_summary(stack: LocalStack, figures: dict[str, float]) -> None:
         print_record(dict(zip(summary.columns, row, strict=True)), title="Network summary")
     top = reports.top_stations(client, database, limit=10)
     print_rows(top.columns, top.rows, title="Top stations by revenue")
+    health = health_reports.model_availability(client, database)
+    print_rows(health.columns, health.rows, title="Availability by charger model and firmware")
     session_id = client.command(
         f"SELECT session_id FROM {database}.charging_sessions FINAL "
         f"ORDER BY energy_wh DESC, session_id LIMIT 1")

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from chargewatch.errors import StackError
 from chargewatch.settings import Settings
-from sinks import analytics, reports
+from sinks import analytics, health_reports, reports
 from sinks.clickhouse import connect
 from sinks.migrate import migrate
 from sinks.reports import Report
@@ -44,6 +44,12 @@ REPORTS: dict[str, ReportSpec] = {
                                 "per station per day: sessions, energy, revenue, utilization"),
     "station-health": ReportSpec(analytics.station_health, DATES + STATION,
                                  "per day: failure rate, zero-energy sessions, faults"),
+    "station-availability": ReportSpec(
+        health_reports.station_availability, DATES + STATION,
+        "per station: availability, occupancy, failures, MTBF, MTTR, model, firmware"),
+    "model-availability": ReportSpec(
+        health_reports.model_availability, DATES + STATION,
+        "per charger model and firmware: availability, failures, MTBF, MTTR"),
     "utilization": ReportSpec(analytics.utilization, DATES + STATION + LIMIT,
                               "busiest stations: occupancy, queues, blocking idle time"),
     "heatmap": ReportSpec(analytics.heatmap, DATES + STATION,

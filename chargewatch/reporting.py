@@ -8,7 +8,8 @@ import time
 
 from chargewatch.settings import Settings
 
-REPORT_NAMES = ("summary", "station-daily", "station-health", "utilization", "heatmap",
+REPORT_NAMES = ("summary", "station-daily", "station-health", "station-availability",
+                "model-availability", "utilization", "heatmap",
                 "session-lengths", "session-energy", "efficiency", "cost-per-vehicle",
                 "cost-per-station", "top-stations", "top-anomalies")
 """The names of chargewatch.lookup.REPORTS, here so building the parser imports no driver."""

@@ -34,9 +34,14 @@ class Topics:
     def dead_letters(self) -> str:
         return self._name("dead-letters")
 
+    @property
+    def connector_status(self) -> str:
+        """Every applied connector status (key = station id): the status history's source."""
+        return self._name("connector-status")
+
     def all(self) -> list[str]:
         return [self.meter_events, self.session_updates, self.sessions_completed,
-                self.anomalies, self.dead_letters]
+                self.anomalies, self.dead_letters, self.connector_status]
 
 
 COMPACTED = {"cleanup.policy": "compact", "retention.ms": "-1"}

@@ -28,6 +28,14 @@ from decimal import Decimal
 from processors.pricing import Pricing, SimpleTariff, pricing_engine
 from processors.tariffs import TariffEngine
 from producers.errors import ProducerError, SimulationConfigError
+from producers.faults import (
+    FaultClock,
+    FaultConfig,
+    FaultPlan,
+    fault_events,
+    station_profile,
+    status_event,
+)
 from producers.fleet import (
     ChargingCurve,
     Connector,
@@ -37,7 +45,7 @@ from producers.fleet import (
     random_station,
     random_vehicle,
 )
-from producers.truth import TrueSession, TruthMeta
+from producers.truth import TrueFault, TrueSession, TruthMeta
 from schemas.records import MAX_EVENTS_PER_MESSAGE, EventKind, MeterEvent
 
 DEFAULT_START_MS = 1_795_392_000_000
@@ -74,6 +82,8 @@ class FleetConfig:
     """After the target SoC the car stays plugged in (0 W) for up to this long."""
     max_latency_ms: int = 500
     """Gateway receive time is the event time plus 50..this many ms (deterministic per event)."""
+    faults: FaultConfig | None = None
+    """Station models/firmware and connector faults (producers/faults.py); None: no faults."""
 
     def __post_init__(self) -> None:
         low, high = self.connectors_per_station
@@ -150,6 +160,16 @@ def _soc_pct(soc: float) -> float:
 def plan_sessions(config: FleetConfig, station: Station,
                   connector: Connector) -> Iterator[SessionPlan]:
     """The connector's sessions in time order; the register carries over from one to the next."""
+    return (p for p in plan_connector(config, station, connector) if isinstance(p, SessionPlan))
+
+
+def plan_connector(config: FleetConfig, station: Station,
+                   connector: Connector) -> Iterator[SessionPlan | FaultPlan]:
+    """The connector's sessions and faults in time order (faults only with `config.faults`)."""
+    faults = None if config.faults is None else FaultClock(
+        config.seed, station.station_id, connector.connector_id,
+        station_profile(config.seed, station.station_id, config.faults), config.faults,
+        config.start_ms, config.end_ms)
     rng = random.Random(f"{config.seed}/{station.station_id}/{connector.connector_id}")
     pool = [random_vehicle(rng) for _ in range(config.vehicles_per_connector)]
     peak = config.dc_peak_arrivals_per_hour if connector.dc else config.ac_peak_arrivals_per_hour
@@ -160,6 +180,11 @@ def plan_sessions(config: FleetConfig, station: Station,
     number = 0
     while True:
         arrive = next_arrival(rng, free_ms, last_arrival_ms, config.utc_offset_h, peak)
+        fault = faults.take(last_arrival_ms if arrive is None else arrive) if faults else None
+        if fault is not None:  # the connector fails first; that arrival finds it faulted
+            yield fault
+            free_ms = fault.end_ms + 1000
+            continue
         if arrive is None:
             return
         number += 1
@@ -190,6 +215,8 @@ def plan_sessions(config: FleetConfig, station: Station,
         connector = Connector(connector.connector_id, connector.rated_w, connector.dc,
                               plan.end_register_wh)
         free_ms = leave + 1000
+        if faults is not None:
+            faults.idle_from(free_ms)
 
 
 def reading_times(plan: SessionPlan, meter_interval_s: int) -> range:
@@ -299,8 +326,16 @@ def session_events(plan: SessionPlan, config: FleetConfig,
 def connector_events(config: FleetConfig, station: Station,
                      connector: Connector) -> Iterator[MeterEvent]:
     last_receive_ms = 0
-    for plan in plan_sessions(config, station, connector):
-        for event in session_events(plan, config, last_receive_ms):
+    if config.faults is not None:  # the charger's boot notification: status known from the start
+        boot = status_event(station.station_id, connector.connector_id,
+                            f"{station.station_id}-{connector.connector_id}-boot",
+                            config.start_ms, "Available", 0, config.max_latency_ms)
+        last_receive_ms = boot.receive_time_ms
+        yield boot
+    for plan in plan_connector(config, station, connector):
+        events = fault_events(plan, last_receive_ms, config.max_latency_ms) \
+            if isinstance(plan, FaultPlan) else session_events(plan, config, last_receive_ms)
+        for event in events:
             last_receive_ms = event.receive_time_ms
             yield event
 
@@ -376,6 +411,31 @@ class Simulation:
         for station in self.stations:
             for connector in station.connectors:
                 yield from plan_sessions(self.config, station, connector)
+
+    def faults(self) -> Iterator[TrueFault]:
+        """Every connector fault, by station, connector and time (none without faults)."""
+        if self.config.faults is None:
+            return
+        for station in self.stations:
+            for connector in station.connectors:
+                for plan in plan_connector(self.config, station, connector):
+                    if isinstance(plan, FaultPlan):
+                        yield TrueFault(plan.station_id, plan.connector_id, plan.start_ms,
+                                        plan.end_ms, plan.error_code)
+
+    def registry(self) -> dict[str, object]:
+        """The fleet as a station registry document (processors/stations.py): rated power
+        per connector, and model and firmware when faults give stations a profile."""
+        stations: dict[str, object] = {}
+        for station in self.stations:
+            entry: dict[str, object] = {
+                "connectors": {c.connector_id: c.rated_w for c in station.connectors}}
+            if self.config.faults is not None:
+                profile = station_profile(self.config.seed, station.station_id,
+                                          self.config.faults)
+                entry.update(model=profile.model, firmware=profile.firmware)
+            stations[station.station_id] = entry
+        return {"stations": stations}
 
     def truth(self) -> Iterator[TrueSession]:
         """Every session, by station, connector and start time; needs no call to `messages()`."""

@@ -2,14 +2,15 @@
 
 File format (JSON Lines, UTF-8): the first line is `{"meta": {...}}` with the simulation's
 seed, period and counts; every following line is one session with the `TrueSession` field
-names, `cost` as a decimal string (money is never a float) and times as epoch milliseconds.
+names, `cost` as a decimal string (money is never a float) and times as epoch milliseconds,
+or `{"fault": {...}}` with the `TrueFault` field names (a simulation with faults).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 
@@ -42,6 +43,18 @@ class TrueSession:
 
 
 @dataclass(frozen=True, slots=True)
+class TrueFault:
+    """One connector fault as the simulator's status events describe it: Faulted (with
+    `error_code`) at `start_ms`, Available again at `end_ms`."""
+
+    station_id: str
+    connector_id: int
+    start_ms: int
+    end_ms: int
+    error_code: str
+
+
+@dataclass(frozen=True, slots=True)
 class TruthMeta:
     """What was simulated and how much of it went out."""
 
@@ -59,6 +72,7 @@ class TruthMeta:
 class Truth:
     meta: TruthMeta
     sessions: list[TrueSession]
+    faults: list[TrueFault] = field(default_factory=list)
 
 
 def session_to_dict(session: TrueSession) -> dict[str, object]:
@@ -67,14 +81,18 @@ def session_to_dict(session: TrueSession) -> dict[str, object]:
     return row
 
 
-def write_truth(path: Path | str, sessions: Iterable[TrueSession], meta: TruthMeta) -> int:
-    """Write the meta line and one line per session; returns the number of sessions written."""
+def write_truth(path: Path | str, sessions: Iterable[TrueSession], meta: TruthMeta,
+                faults: Iterable[TrueFault] = ()) -> int:
+    """Write the meta line, one line per session, then one per fault; returns the number of
+    sessions written."""
     count = 0
     with open(path, "w", encoding="utf-8") as out:
         out.write(json.dumps({"meta": asdict(meta)}) + "\n")
         for session in sessions:
             out.write(json.dumps(session_to_dict(session)) + "\n")
             count += 1
+        for fault in faults:
+            out.write(json.dumps({"fault": asdict(fault)}) + "\n")
     return count
 
 
@@ -92,13 +110,17 @@ def read_truth(path: Path | str) -> Truth:
     except (ValueError, KeyError, TypeError) as exc:
         raise ProducerError(f"{path}:1: not a truth meta line: {exc}") from exc
     sessions = []
+    faults = []
     for no, line in enumerate(lines[1:], start=2):
         try:
             row = json.loads(line)
+            if set(row) == {"fault"}:
+                faults.append(TrueFault(**row["fault"]))
+                continue
             if set(row) != _SESSION_FIELDS:
                 raise ValueError(f"fields {sorted(row)} != {sorted(_SESSION_FIELDS)}")
             row["cost"] = Decimal(row["cost"])
             sessions.append(TrueSession(**row))
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise ProducerError(f"{path}:{no}: not a truth session line: {exc}") from exc
-    return Truth(meta=meta, sessions=sessions)
+    return Truth(meta=meta, sessions=sessions, faults=faults)

@@ -1,0 +1,133 @@
+"""Station health reports: availability, failures, MTBF and MTTR per station and per charger
+model and firmware, from the connector status history (migration 0010).
+
+The formulas are sinks/health.py's, computed here in SQL over `connector_status FINAL`:
+window functions give each status its end (the next status's time) and each fault onset
+its repair (the first later status that is not Faulted); per connector the interval
+lengths are clipped to the period and summed; stations and model/firmware groups sum the
+connectors, then divide. Model and firmware come from the `stations` table (the station
+registry); stations it does not know show NULL.
+
+The period is the UTC days `date_from`..`date_to` (inclusive); without them, the days from
+the first to the last status stored (whole_days), the same for every station asked for.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from sinks.clickhouse import check_identifier
+from sinks.health import DAY_MS, DOWN, FAULTED, OCCUPIED, whole_days
+from sinks.reports import Report, as_date, run, where
+
+_EPOCH_DAY = 719_163
+"""date(1970, 1, 1).toordinal()."""
+
+_PER_CONNECTOR = f"""
+    SELECT station_id, connector_id,
+           sum(len) AS observed_ms, sumIf(len, status IN {{down:Array(String)}}) AS down_ms,
+           sumIf(len, status IN {{occupied:Array(String)}}) AS occupied_ms,
+           countIf(onset) AS failures, countIf(onset AND repaired_at IS NOT NULL) AS repairs,
+           sumIf(repaired_at - t, onset AND repaired_at IS NOT NULL) AS repair_ms
+    FROM (
+        SELECT station_id, connector_id, t, status,
+               greatest(0, least(t_next, {{p1:Int64}}) - greatest(t, {{p0:Int64}})) AS len,
+               status = '{FAULTED}' AND previous != '{FAULTED}' AND t >= {{p0:Int64}} AS onset,
+               repaired_at
+        FROM (
+            SELECT station_id, connector_id, t, status,
+                   leadInFrame(t, 1, {{p1:Int64}}) OVER whole AS t_next,
+                   lagInFrame(status, 1, '') OVER whole AS previous,
+                   minIf(toNullable(t), status != '{FAULTED}') OVER later AS repaired_at
+            FROM (SELECT station_id, connector_id, toUnixTimestamp64Milli(time) AS t,
+                         event_id, status
+                  FROM {{db:Identifier}}.connector_status FINAL
+                  WHERE time < fromUnixTimestamp64Milli({{p1:Int64}}, 'UTC')
+                    AND {where(None, "station_id")})
+            WINDOW whole AS (PARTITION BY station_id, connector_id ORDER BY t, event_id
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING),
+                   later AS (PARTITION BY station_id, connector_id ORDER BY t, event_id
+                             ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)))
+    GROUP BY station_id, connector_id"""
+
+_MEASURES = """
+       count() AS connectors_,
+       round(sum(c.observed_ms) / 3600000, 3) AS observed_h,
+       round(100 * (sum(c.observed_ms) - sum(c.down_ms)) / sum(c.observed_ms), 3)
+           AS availability_pct,
+       round(sum(c.down_ms) / 60000, 3) AS down_min,
+       round(100 * sum(c.occupied_ms) / sum(c.observed_ms), 3) AS occupancy_pct,
+       sum(c.failures) AS failures_,
+       if(failures_ > 0,
+          round((sum(c.observed_ms) - sum(c.down_ms)) / failures_ / 3600000, 3), NULL) AS mtbf_h,
+       if(sum(c.repairs) > 0, round(sum(c.repair_ms) / sum(c.repairs) / 60000, 3), NULL)
+           AS mttr_min"""
+_NAMES = {"connectors_": "connectors", "failures_": "failures"}
+_REGISTRY = """
+    LEFT JOIN (SELECT station_id, model AS m, firmware AS f
+               FROM {db:Identifier}.stations FINAL) AS s USING station_id"""
+
+
+def station_availability(client: Client, database: str, **filter_args: Any) -> Report:
+    """Per station, least available first: model, firmware, connectors, observed hours,
+    availability %, down minutes, occupancy %, failures, MTBF (h) and MTTR (min).
+    Filters: date range, station."""
+    params = _params(client, database, **filter_args)
+    if params is None:
+        return Report(["station_id", "model", "firmware", "connectors", "observed_h",
+                       "availability_pct", "down_min", "occupancy_pct", "failures", "mtbf_h",
+                       "mttr_min"], [])
+    return run(client, f"""
+        SELECT station_id, nullIf(any(s.m), '') AS model, nullIf(any(s.f), '') AS firmware,
+               {_MEASURES}
+        FROM ({_PER_CONNECTOR}) AS c {_REGISTRY}
+        GROUP BY station_id
+        HAVING sum(c.observed_ms) > 0
+        ORDER BY availability_pct, station_id""", database, **params).renamed(_NAMES)
+
+
+def model_availability(client: Client, database: str, **filter_args: Any) -> Report:
+    """Per charger model and firmware, least available first: stations, connectors, observed
+    hours, availability %, down minutes, occupancy %, failures, MTBF (h) and MTTR (min).
+    Filters: date range, station."""
+    params = _params(client, database, **filter_args)
+    if params is None:
+        return Report(["model", "firmware", "stations", "connectors", "observed_h",
+                       "availability_pct", "down_min", "occupancy_pct", "failures", "mtbf_h",
+                       "mttr_min"], [])
+    return run(client, f"""
+        SELECT nullIf(s.m, '') AS model, nullIf(s.f, '') AS firmware,
+               uniqExact(station_id) AS stations, {_MEASURES}
+        FROM ({_PER_CONNECTOR}) AS c {_REGISTRY}
+        GROUP BY s.m, s.f
+        HAVING sum(c.observed_ms) > 0
+        ORDER BY availability_pct, model, firmware""", database, **params).renamed(_NAMES)
+
+
+def period(client: Client, database: str, date_from: Any = None,
+           date_to: Any = None) -> tuple[int, int] | None:
+    """The report period [start, end) in epoch ms (module docstring); None: no history."""
+    first, last = as_date(date_from, "date_from"), as_date(date_to, "date_to")
+    if first is None or last is None:
+        low, high, rows = client.query(
+            "SELECT toUnixTimestamp64Milli(min(time)), toUnixTimestamp64Milli(max(time)), "
+            "count() FROM {db:Identifier}.connector_status",
+            parameters={"db": check_identifier(database)}).result_rows[0]
+        if not rows:
+            return None
+        stored = whole_days(int(low), int(high))
+    start = (first.toordinal() - _EPOCH_DAY) * DAY_MS if first else stored[0]
+    end = ((last + timedelta(days=1)).toordinal() - _EPOCH_DAY) * DAY_MS if last else stored[1]
+    return start, end
+
+
+def _params(client: Client, database: str, date_from: Any = None, date_to: Any = None,
+            station: str | None = None) -> dict[str, Any] | None:
+    bounds = period(client, database, date_from, date_to)
+    if bounds is None:
+        return None
+    return {"p0": bounds[0], "p1": bounds[1], "station": station, "down": list(DOWN),
+            "occupied": list(OCCUPIED)}
