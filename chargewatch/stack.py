@@ -14,6 +14,7 @@ from typing import Any
 
 from chargewatch.embedded import EmbeddedBroker, free_port
 from chargewatch.errors import StackError
+from chargewatch.kafka_config import client_config
 from chargewatch.settings import Settings
 from chargewatch.sink_service import SinkService
 from chargewatch.topics import Topics, ensure_topics
@@ -31,6 +32,8 @@ class LocalStack:
     bootstrap_servers: str = ""
     client: Any = None
     worker_web_port: int = 0
+    with_sink: bool = True
+    """False: no sink and no ClickHouse client in this process (the caller runs the sink)."""
 
     @property
     def topics(self) -> Topics:
@@ -51,24 +54,31 @@ class LocalStack:
             self.broker = EmbeddedBroker(log_path=self.run_dir / "broker.log").start()
             bootstrap = self.broker.bootstrap_servers
         self.bootstrap_servers = bootstrap
-        ensure_topics({"bootstrap.servers": bootstrap}, self.topics, self.settings.kafka.partitions)
-        self.client = connect(self.settings.clickhouse.url.get_secret_value())
-        self.sink = SinkService(self.settings, bootstrap, web_port=free_port(),
-                                client=self.client).start()
+        ensure_topics(client_config(self.settings.kafka, bootstrap), self.topics,
+                      self.settings.kafka.partitions)
+        if self.with_sink:
+            self.client = connect(self.settings.clickhouse.url.get_secret_value())
+            self.sink = SinkService(self.settings, bootstrap, web_port=free_port(),
+                                    client=self.client).start()
         self.start_worker()
 
-    def start_worker(self) -> WorkerProcess:
-        self.worker_web_port = free_port()
+    def start_worker(self, name: str = "worker") -> WorkerProcess:
+        """Start a processor worker; `name` other than the default starts an extra one (scale-out)
+        with its own web port, data folder and log, which the caller stops."""
+        web_port = free_port()
+        (self.run_dir / name).mkdir(parents=True, exist_ok=True)
         worker_settings = self.settings.model_copy(update={
             "kafka": self.settings.kafka.model_copy(
                 update={"bootstrap_servers": self.bootstrap_servers}),
             "processor": self.settings.processor.model_copy(update={
-                "web_port": self.worker_web_port, "data_dir": self.run_dir / "faust"}),
+                "web_port": web_port, "data_dir": self.run_dir / name / "faust"}),
         })
-        config = write_config(worker_settings, self.run_dir / "worker-config.json")
-        self.worker = WorkerProcess({"CHARGEWATCH_CONFIG": str(config)},
-                                    self.run_dir / "worker.log").start()
-        return self.worker
+        config = write_config(worker_settings, self.run_dir / f"{name}-config.json")
+        worker = WorkerProcess({"CHARGEWATCH_CONFIG": str(config)},
+                               self.run_dir / f"{name}.log", web_port).start()
+        if name == "worker":
+            self.worker, self.worker_web_port = worker, web_port
+        return worker
 
     def check_alive(self) -> None:
         if self.worker:

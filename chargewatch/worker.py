@@ -32,9 +32,10 @@ def run_worker(settings: Settings, bootstrap_servers: str) -> None:
 class WorkerProcess:
     """A `chargewatch worker` child process, stopped by its PID."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, web_port: int | None = None) -> None:
         self.env = env
         self.log_path = log_path
+        self.web_port = web_port
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,6 +57,12 @@ class WorkerProcess:
             raise StackError(f"processor worker exited with code {self._process.returncode}; "
                              f"see {self.log_path}")
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, nothing flushed (fault tests)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
     def stop(self, timeout_s: float = 20.0) -> None:
         if self._process is None or self._process.poll() is not None:
             return
@@ -72,6 +79,7 @@ def write_config(settings: Settings, path: Path) -> Path:
     """Write the full effective settings (secrets included, mode 0600) for a child process."""
     data = settings.model_dump(mode="json")
     data["clickhouse"]["url"] = settings.clickhouse.url.get_secret_value()
+    data["kafka"].update(settings.kafka.secret_values())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
     path.chmod(0o600)

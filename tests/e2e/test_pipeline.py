@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from chargewatch.stack import LocalStack
 from producers.simulator import simulate
 from producers.truth import TrueSession
 from schemas.codec import Codec
+from tests.e2e.verify import assert_matches_truth, session_rows, stitched_ids
 
 pytestmark = pytest.mark.e2e
 
@@ -58,9 +58,7 @@ def _run(settings: Settings, run_dir: Path, poison: bytes | None = None
             publish_simulation(simulation, publisher, None, progress)
         stack.wait_for_sessions(len(truth), timeout_s=240)
         database = settings.clickhouse.database
-        result = stack.client.query(
-            f"SELECT * FROM {database}.charging_sessions FINAL ORDER BY session_id")
-        rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+        by_key = session_rows(stack.client, database)
         dead = 0
         if poison is not None:
             deadline = time.monotonic() + 60
@@ -68,37 +66,14 @@ def _run(settings: Settings, run_dir: Path, poison: bytes | None = None
                 dead = int(stack.client.command(
                     f"SELECT count() FROM {database}.dead_letters WHERE stage = 'processor'"))
                 time.sleep(0.25)
-    by_key = {(r["station_id"], r["connector_id"], _ms(r["start_time"])): r for r in rows}
-    assert len(by_key) == len(rows), "two sessions share station, connector and start"
     return truth, by_key, dead
-
-
-def _ms(value: Any) -> int:
-    return int(round(value.timestamp() * 1000))
-
-
-def _assert_matches_truth(truth: list[TrueSession],
-                          rows: dict[tuple[str, int, int], dict[str, Any]]) -> None:
-    assert len(rows) == len(truth)
-    for true in truth:
-        row = rows[(true.station_id, true.connector_id, true.start_ms)]
-        assert row["state"] == "completed"
-        assert row["vehicle_id"] == true.vehicle_id
-        assert row["id_tag"] == true.id_tag
-        assert row["transaction_id"] == true.transaction_id
-        assert _ms(row["end_time"]) == true.end_ms
-        assert round(row["energy_wh"]) == true.energy_wh
-        assert row["soc_start_pct"] == pytest.approx(true.soc_start_pct, abs=1e-3)
-        assert row["soc_end_pct"] == pytest.approx(true.soc_end_pct, abs=1e-3)
-        assert Decimal(row["cost"]) == true.cost, (true, row["cost"])
-        assert row["currency"] == true.currency
 
 
 def test_pipeline_matches_ground_truth_and_ids_repeat(broker: EmbeddedBroker, chdb_url: str,
                                                         tmp_path: Path) -> None:
     first = _settings(broker.bootstrap_servers, chdb_url)
     truth, rows, dead = _run(first, tmp_path / "one", poison=b"\x00garbage that is not avro")
-    _assert_matches_truth(truth, rows)
+    assert_matches_truth(truth, rows)
     assert dead == 1, "the undecodable message should be one dead letter in ClickHouse"
 
     second = _settings(broker.bootstrap_servers, chdb_url)
@@ -140,8 +115,7 @@ def test_worker_restart_continues_from_its_table(broker: EmbeddedBroker, chdb_ur
         stack.start_worker()
         send(messages[half:])
         stack.wait_for_sessions(len(truth), timeout_s=240)
-        result = stack.client.query(
-            f"SELECT * FROM {database}.charging_sessions FINAL ORDER BY session_id")
-        rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-    by_key = {(r["station_id"], r["connector_id"], _ms(r["start_time"])): r for r in rows}
-    _assert_matches_truth(truth, by_key)
+        by_key = session_rows(stack.client, database)
+        ids = stitched_ids(settings, stack.bootstrap_servers)
+    assert_matches_truth(truth, by_key)
+    assert {k: r["session_id"] for k, r in by_key.items()} == ids
