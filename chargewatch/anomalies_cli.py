@@ -44,6 +44,7 @@ def add_anomalies_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_anomalies(settings: Settings, args: argparse.Namespace) -> int:
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
+    from chargewatch.kafka_config import client_config
     from chargewatch.topics import Topics
     from schemas.codec import Codec
     from schemas.errors import DecodeError
@@ -55,10 +56,11 @@ def cmd_anomalies(settings: Settings, args: argparse.Namespace) -> int:
     minimum = Severity(args.severity)
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True)
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers,
+    consumer = Consumer({**client_config(settings.kafka, settings.kafka.bootstrap_servers),
                          "group.id": f"chargewatch-anomalies-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "enable.partition.eof": True,
-                         "fetch.queue.backoff.ms": 10})
+                         "fetch.queue.backoff.ms": 10,
+                         "fetch.wait.max.ms": settings.kafka.fetch_max_wait_ms})
     try:
         partitions = _partitions(consumer, topic)
         start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END

@@ -19,10 +19,12 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from chargewatch.embedded import EmbeddedBroker, free_port
+from chargewatch.kafka_config import client_config
 from chargewatch.publishing import fleet_config
 from chargewatch.render import print_rows
 from chargewatch.settings import Settings, load_settings
@@ -66,9 +68,9 @@ def workload(settings: Settings, events: int, per_message: int) -> Workload:
     return Workload(taken)
 
 
-def publish(bootstrap: str, topic: str, load: Workload) -> float:
+def publish(kafka_conf: dict[str, Any], topic: str, load: Workload) -> float:
     codec = Codec()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+    producer = Producer({**kafka_conf, "linger.ms": 20,
                          "enable.idempotence": True, "partitioner": "murmur2_random"})
     started = time.perf_counter()
     for station, events in load.messages:
@@ -84,9 +86,10 @@ def publish(bootstrap: str, topic: str, load: Workload) -> float:
     return time.perf_counter() - started
 
 
-def plain_consume(bootstrap: str, topic: str, partitions: int) -> tuple[int, float]:
+def plain_consume(kafka_conf: dict[str, Any], topic: str,
+                  partitions: int) -> tuple[int, float]:
     """Messages read by a bare confluent-kafka loop, timed from first to last message."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"plain-{uuid.uuid4().hex}",
+    consumer = Consumer({**kafka_conf, "group.id": f"plain-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.partition.eof": True,
                          "fetch.queue.backoff.ms": 10, "session.timeout.ms": 6000})
     consumer.subscribe([topic])
@@ -128,9 +131,11 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
         topics = stack.topics
         produced: dict[tuple[str, int], float] = {}
         codec = Codec()
-        consumer = Consumer({"bootstrap.servers": stack.bootstrap_servers,
+        kafka_conf = client_config(settings.kafka, stack.bootstrap_servers)
+        consumer = Consumer({**kafka_conf,
                              "group.id": f"lat-{uuid.uuid4().hex}", "auto.offset.reset": "latest",
-                             "fetch.queue.backoff.ms": 10, "session.timeout.ms": 6000})
+                             "fetch.queue.backoff.ms": 10, "session.timeout.ms": 6000,
+                             "fetch.wait.max.ms": settings.kafka.fetch_max_wait_ms})
         consumer.subscribe([topics.session_updates])
         stop = threading.Event()
 
@@ -147,7 +152,7 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
         reader = threading.Thread(target=read_updates, daemon=True)
         reader.start()
         time.sleep(8)  # worker and reader joined their groups
-        producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "linger.ms": 1})
+        producer = Producer({**kafka_conf, "linger.ms": 1})
         started = time.perf_counter()
         sent_events = 0
         for station, events in load.messages:
@@ -200,9 +205,10 @@ def sink_rate(settings: Settings, bootstrap: str, sessions: int) -> float:
     from sinks.runner import SinkRunner
 
     topics = Topics(f"sink{uuid.uuid4().hex[:6]}")
-    ensure_topics({"bootstrap.servers": bootstrap}, topics, PARTITIONS)
+    kafka_conf = client_config(settings.kafka, bootstrap)
+    ensure_topics(kafka_conf, topics, PARTITIONS)
     codec = Codec()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    producer = Producer({**kafka_conf, "linger.ms": 20})
     for n in range(sessions):
         session = ChargingSession(
             session_id=f"EV-{n:09d}", version=1, state=SessionState.COMPLETED,
@@ -224,7 +230,7 @@ def sink_rate(settings: Settings, bootstrap: str, sessions: int) -> float:
     client = connect(settings.clickhouse.url.get_secret_value())
     database = f"bench_{uuid.uuid4().hex[:6]}"
     migrate(client, database)
-    runner = SinkRunner({"bootstrap.servers": bootstrap, "group.id": f"sink-{uuid.uuid4().hex}"},
+    runner = SinkRunner({**kafka_conf, "group.id": f"sink-{uuid.uuid4().hex}"},
                         topics.sessions_completed, topics.dead_letters, client, database, codec,
                         batch_size=settings.sink.batch_size, batch_ms=settings.sink.batch_ms)
     first: tuple[float, int] | None = None
@@ -255,10 +261,11 @@ def run_pipeline_bench(events: int, run_dir: Path) -> list[tuple[str, ...]]:
                             "database": f"b{uuid.uuid4().hex[:8]}"},
                 processor={"data_dir": str(run_dir / namespace), "web_port": free_port()})
             topics = Topics(namespace)
-            ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, PARTITIONS)
+            kafka_conf = client_config(settings.kafka, broker.bootstrap_servers)
+            ensure_topics(kafka_conf, topics, PARTITIONS)
             load = workload(settings, events, per_message)
-            publish(broker.bootstrap_servers, topics.meter_events, load)
-            n, secs = plain_consume(broker.bootstrap_servers, topics.meter_events, PARTITIONS)
+            publish(kafka_conf, topics.meter_events, load)
+            n, secs = plain_consume(kafka_conf, topics.meter_events, PARTITIONS)
             plain = n * per_message / secs
             n, secs = stage("bare", settings, run_dir, len(load.messages))
             bare = n * per_message / secs
@@ -296,7 +303,8 @@ def end_to_end(settings: Settings, run_dir: Path, load: Workload) -> float:
     with LocalStack(settings, run_dir) as stack:
         time.sleep(6)  # the worker joins its group before the clock starts
         started = time.perf_counter()
-        publish(stack.bootstrap_servers, stack.topics.meter_events, load)
+        publish(client_config(settings.kafka, stack.bootstrap_servers),
+                stack.topics.meter_events, load)
         stack.wait_for_sessions(load.sessions, timeout_s=900)
         return load.events / (time.perf_counter() - started)
 

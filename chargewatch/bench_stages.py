@@ -17,6 +17,7 @@ from pathlib import Path
 import faust
 from faust.worker import Worker
 
+from chargewatch.kafka_config import faust_credentials
 from chargewatch.settings import load_settings
 from chargewatch.topics import Topics
 from processors.app import create_app
@@ -33,6 +34,7 @@ def bare_agent(settings_path: Path, expected_messages: int) -> None:
     settings = load_settings(settings_path)
     bootstrap = settings.kafka.bootstrap_servers or ""
     app = faust.App(f"{settings.kafka.namespace}-bare", broker=f"kafka://{bootstrap}",
+                    broker_credentials=faust_credentials(settings.kafka),
                     store="memory://", web_enabled=False,
                     topic_partitions=settings.kafka.partitions,
                     broker_session_timeout=settings.kafka.session_timeout_ms / 1000,

@@ -17,6 +17,7 @@ from rich.console import Console
 from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
+from chargewatch.cdr_cli import add_cdr_arguments, cmd_cdr
 from chargewatch.errors import ChargeWatchError, ConfigError
 from chargewatch.logs import configure as configure_logging
 from chargewatch.reporting import (
@@ -131,6 +132,20 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grant(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.access import Account, apply_access, bi_role, sink_role
+    from sinks.clickhouse import connect
+
+    ch = settings.clickhouse
+    accounts = [Account(user, password.get_secret_value(), role(ch.database))
+                for user, password, role in ((ch.bi_user, ch.bi_password, bi_role),
+                                             (ch.sink_user, ch.sink_password, sink_role))
+                if user and password]
+    done = apply_access(connect(ch.url.get_secret_value()), ch.database, accounts, ch.cluster)
+    print("\n".join(done))
+    return 0
+
+
 def _require_bootstrap(settings: Settings) -> str:
     if not settings.kafka.bootstrap_servers:
         raise ConfigError("no Kafka to talk to: set KAFKA_BOOTSTRAP_SERVERS "
@@ -173,12 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("session", cmd_session,
             "print one session, completed or open, by ID (or --station and transaction id)")
     add_session_arguments(p)
+    p = add("cdr", cmd_cdr, "print a session's OCPI CDRs (credits included) as a table or JSON")
+    add_cdr_arguments(p)
     p = add("report", cmd_report, "print a named report (table, CSV, JSON, chart)")
     add_report_arguments(p)
     p = add("config", cmd_config_show, "show the effective configuration (secrets masked)")
     p.add_argument("action", choices=["show"])
     p.add_argument("--json", action="store_true")
     add("migrate", cmd_migrate, "apply ClickHouse migrations")
+    add("grant", cmd_grant, "create the BI (read-only) and sink (insert-only) roles and users")
     add_anomalies_arguments(add("anomalies", cmd_anomalies, "tail anomalies for on-call"))
     add_gateway_arguments(add("gateway", cmd_gateway, "run the OCPP gateway chargers connect to"))
     p = add("bench", cmd_bench, "measure throughput, latency and report speed")

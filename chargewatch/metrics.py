@@ -62,6 +62,9 @@ class SinkCollector(Collector):
         yield GaugeMetricFamily("chargewatch_sink_last_insert_ms",
                                 "Duration of the last insert", value=float(
                                     stats.get("last_insert_ms", 0) or 0))
+        yield GaugeMetricFamily("chargewatch_sink_buffered",
+                                "Messages read and waiting for their insert",
+                                value=float(stats.get("buffered", 0)))
         yield GaugeMetricFamily("chargewatch_sink_caught_up",
                                 "1 when every assigned partition is written to its end",
                                 value=1.0 if stats.get("caught_up") else 0.0)

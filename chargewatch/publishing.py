@@ -9,10 +9,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chargewatch.errors import ConfigError
+from chargewatch.kafka_config import client_config
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics, ensure_topics
 from producers.chaos import ChaosConfig, ChaosSimulation
 from producers.errors import SimulationConfigError
+from producers.faults import FaultConfig
 from producers.jsonl import event_to_json
 from producers.publisher import EventPublisher, PublishStats
 from producers.replay import ReplayStats, replay_file
@@ -36,6 +38,7 @@ def fleet_config(settings: Settings) -> FleetConfig:
         duration_s=int(sim.duration_h * 3600), meter_interval_s=sim.meter_interval_s,
         events_per_message=sim.events_per_message,
         tariff=settings.pricing(),
+        faults=FaultConfig() if sim.faults else None,
     )
 
 
@@ -67,9 +70,9 @@ def meter_publisher(settings: Settings, bootstrap: str,
     """A publisher of meter events encoded for these settings (topics created if missing)."""
     topics = Topics(settings.kafka.namespace)
     if create_topics:
-        ensure_topics({"bootstrap.servers": bootstrap}, topics, settings.kafka.partitions)
+        ensure_topics(client_config(settings.kafka, bootstrap), topics, settings.kafka.partitions)
     codec = Codec(settings.kafka.schema_registry_url)
-    publisher = EventPublisher({"bootstrap.servers": bootstrap}, topics.meter_events,
+    publisher = EventPublisher(client_config(settings.kafka, bootstrap), topics.meter_events,
                                lambda events: codec.encode_meter_events(
                                    events, topics.meter_events))
     return publisher, codec, topics
@@ -84,7 +87,8 @@ def simulate_to(settings: Settings, bootstrap: str | None, truth_path: Path,
     publisher = meter_publisher(settings, bootstrap)[0] if bootstrap else None
     with progress_bar() as progress:
         publish_simulation(simulation, publisher, events_path, progress)
-    sessions = write_truth(truth_path, simulation.truth(), simulation.meta())
+    sessions = write_truth(truth_path, simulation.truth(), simulation.meta(),
+                           simulation.faults())
     meta = simulation.meta()
     console.print(f"{meta.events:,} events in {meta.messages:,} messages; "
                   f"{sessions:,} true sessions written to {truth_path}")

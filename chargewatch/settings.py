@@ -13,7 +13,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -48,6 +56,39 @@ class KafkaSettings(BaseModel):
     schema_registry_url: str | None = Field(
         None, description="Confluent Schema Registry; set = Confluent wire format.")
     session_timeout_ms: int = Field(6000, ge=1000, description="Consumer group session timeout.")
+    fetch_max_wait_ms: int = Field(
+        50, ge=1, le=5000, description="Longest a consumer's fetch waits for data: a bound on "
+        "each hop's latency where the broker does not answer a waiting fetch early.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects (chargewatch/kafka_config.py).")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism; required with SASL_*.")
+    sasl_username: str | None = Field(None, description="SASL user; required with SASL_*.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    ssl_ca_location: Path | None = Field(
+        None, description="CA bundle (PEM) of the brokers' certificates; unset = system CAs.")
+    ssl_certificate_location: Path | None = Field(
+        None, description="Client certificate (PEM) for brokers that require mutual TLS.")
+    ssl_key_location: Path | None = Field(None, description="Client certificate's key (PEM).")
+    ssl_key_password: SecretStr | None = Field(None, description="Password of that key (secret).")
+
+    @model_validator(mode="after")
+    def _complete_security(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [name for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                       if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"security_protocol {self.security_protocol} needs "
+                                 f"{', '.join(missing)}")
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise ValueError("ssl_certificate_location and ssl_key_location go together")
+        return self
+
+    def secret_values(self) -> dict[str, str]:
+        """The secrets in clear, for a child process's config file (never for display)."""
+        return {name: secret.get_secret_value()
+                for name in ("sasl_password", "ssl_key_password")
+                if (secret := getattr(self, name)) is not None}
 
 
 class ClickHouseSettings(BaseModel):
@@ -59,6 +100,21 @@ class ClickHouseSettings(BaseModel):
     cluster: str | None = Field(
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="ClickHouse cluster name: migrations run ON CLUSTER with Replicated engines.")
+    bi_user: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Read-only login for BI tools, created by `chargewatch grant`.")
+    bi_password: SecretStr | None = Field(None, description="Password of bi_user (secret).")
+    sink_user: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Insert-only login for the sink, created by `chargewatch grant`.")
+    sink_password: SecretStr | None = Field(None, description="Password of sink_user (secret).")
+
+    @model_validator(mode="after")
+    def _user_has_password(self) -> ClickHouseSettings:
+        for user, password in (("bi_user", self.bi_password), ("sink_user", self.sink_password)):
+            if getattr(self, user) and not (password and password.get_secret_value()):
+                raise ValueError(f"{user} is set but its password is not")
+        return self
 
 
 class TariffSettings(BaseModel):
@@ -149,6 +205,8 @@ class SimulatorSettings(BaseModel):
     meter_interval_s: int = Field(60, ge=1)
     events_per_message: int = Field(20, ge=1, le=1000)
     start: str = Field("2026-11-23T00:00:00Z", description="Simulated start, UTC.")
+    faults: bool = Field(False, description="Connectors fail and get repaired, more often on "
+                         "some models and firmware (the truth lists every fault).")
 
 
 class GatewaySettings(BaseModel):
@@ -158,6 +216,27 @@ class GatewaySettings(BaseModel):
                       description="OCPP websocket port: ws://host:port/<charge point id>.")
     heartbeat_interval_s: int = Field(300, ge=1,
                                       description="Heartbeat interval told to chargers at boot.")
+    security_profile: int = Field(
+        0, ge=0, le=2, description="OCPP security profile: 0 none, 1 HTTP Basic per charger, "
+                       "2 TLS (wss://) + Basic.")
+    chargers_file: Path | None = Field(
+        None, description="Charger allow-list (YAML, hashed passwords); profiles 1 and 2.")
+    tls_cert_file: Path | None = Field(None, description="Server certificate (PEM); profile 2.")
+    tls_key_file: Path | None = Field(None, description="Server key (PEM); profile 2.")
+    max_message_bytes: int = Field(65_536, ge=1024, description="Largest OCPP message "
+                                   "accepted; larger closes the connection (1009).")
+    max_messages_per_s: float = Field(10.0, gt=0, description="Sustained messages a second "
+                                      "per charger; over it the connection is closed (1008).")
+    burst_messages: int = Field(50, ge=1, description="Messages a charger may send at once "
+                                "above that rate (token bucket size).")
+
+    @model_validator(mode="after")
+    def _profile_has_its_files(self) -> GatewaySettings:
+        if self.security_profile >= 1 and self.chargers_file is None:
+            raise ValueError(f"security_profile {self.security_profile} needs chargers_file")
+        if self.security_profile == 2 and (self.tls_cert_file is None or self.tls_key_file is None):
+            raise ValueError("security_profile 2 needs tls_cert_file and tls_key_file")
+        return self
 
 
 class Settings(BaseSettings):

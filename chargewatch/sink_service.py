@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
+from chargewatch.kafka_config import client_config
 from chargewatch.lookup import ClickHouseSource
 from chargewatch.metrics import CONTENT_TYPE, sink_registry
 from chargewatch.render import plain
@@ -24,7 +25,8 @@ from chargewatch.topics import Topics
 from schemas.codec import Codec
 from sinks.clickhouse import connect
 from sinks.migrate import migrate
-from sinks.runner import SinkRunner
+from sinks.runner import SinkRunner, StepHook
+from sinks.status_sink import load_stations
 
 log = logging.getLogger("chargewatch.sink")
 
@@ -33,16 +35,20 @@ class SinkService:
     """Owns one ClickHouse client, the SinkRunner thread and the web endpoint."""
 
     def __init__(self, settings: Settings, bootstrap_servers: str, web_port: int | None = None,
-                 client: Any | None = None) -> None:
+                 client: Any | None = None, on_step: StepHook | None = None) -> None:
         database = settings.clickhouse.database
         self.client = client or connect(settings.clickhouse.url.get_secret_value())
         migrate(self.client, database, cluster=settings.clickhouse.cluster)
+        registry = settings.station_registry()
+        if registry is not None:  # model/firmware for the station-health reports
+            load_stations(self.client, database, registry)
         topics = Topics(settings.kafka.namespace)
         self.runner = SinkRunner(
             consumer_conf={
-                "bootstrap.servers": bootstrap_servers,
+                **client_config(settings.kafka, bootstrap_servers),
                 "group.id": f"{settings.kafka.namespace}-sink",
                 "session.timeout.ms": str(settings.kafka.session_timeout_ms),
+                "fetch.wait.max.ms": settings.kafka.fetch_max_wait_ms,
             },
             sessions_topic=topics.sessions_completed,
             dead_letters_topic=topics.dead_letters,
@@ -52,6 +58,9 @@ class SinkService:
             batch_size=settings.sink.batch_size,
             batch_ms=settings.sink.batch_ms,
             anomalies_topic=topics.anomalies,
+            status_topic=topics.connector_status,
+            updates_topic=topics.session_updates,
+            on_step=on_step,
         )
         self.source = ClickHouseSource(self.client, database)
         self.metrics = sink_registry(self.runner.stats_dict)
@@ -128,6 +137,12 @@ def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
                         self._send(HTTPStatus.NOT_FOUND, {"error": "no such session"})
                     else:
                         self._send(HTTPStatus.OK, {k: plain(v) for k, v in row.items()})
+                elif len(parts) == 2 and parts[0] == "cdrs":
+                    from chargewatch.cdr_cli import cdr_records
+
+                    records = cdr_records(service.client, service.source.database, parts[1])
+                    self._send(HTTPStatus.OK, [{k: plain(v) for k, v in r.items()}
+                                               for r in records])
                 elif len(parts) == 2 and parts[0] == "reports":
                     report = service.source.report(parts[1], **params)
                     self._send(HTTPStatus.OK, {"columns": report.columns,

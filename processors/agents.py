@@ -25,9 +25,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 class StationStore:
     """Reads and writes station states; each key's changelog record goes to its own partition."""
 
-    def __init__(self, table: Any, bootstrap_servers: str) -> None:
+    def __init__(self, table: Any, kafka_conf: dict[str, Any]) -> None:
         self._table = table
-        self._bootstrap = bootstrap_servers
+        self._kafka_conf = kafka_conf
         self._loaded: set[int] = set()
         self._partition_of: dict[bytes, int] = {}
 
@@ -41,7 +41,7 @@ class StationStore:
             return
         topic = self._table.changelog_topic.get_topic_name()
         records = await asyncio.get_running_loop().run_in_executor(
-            None, read_to_end, self._bootstrap, topic, sorted(missing))
+            None, read_to_end, self._kafka_conf, topic, sorted(missing))
         data = self._table.data
         for key, (partition, value) in records.items():
             if value is None:
@@ -70,14 +70,14 @@ class StationStore:
         self._table.send_changelog(partition, key, blob)
 
 
-def read_to_end(bootstrap: str, topic: str, partitions: list[int],
+def read_to_end(kafka_conf: dict[str, Any], topic: str, partitions: list[int],
                 timeout_s: float = 120.0) -> dict[bytes, tuple[int, bytes | None]]:
     """The latest (partition, value) per key of these partitions, read until each one's
     end-of-partition."""
     consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"recovery-{uuid.uuid4().hex}",
+        **kafka_conf, "group.id": f"recovery-{uuid.uuid4().hex}",
         "enable.auto.commit": False, "enable.partition.eof": True,
-        "fetch.queue.backoff.ms": 10, "log_level": 3,
+        "fetch.queue.backoff.ms": 10, "fetch.wait.max.ms": 10, "log_level": 3,
     })
     latest: dict[bytes, tuple[int, bytes | None]] = {}
     try:
@@ -88,7 +88,7 @@ def read_to_end(bootstrap: str, topic: str, partitions: list[int],
             if time.monotonic() > deadline:
                 raise TimeoutError(f"changelog {topic} partitions {sorted(pending)} did not "
                                    f"reach their end within {timeout_s:.0f}s")
-            for message in consumer.consume(1000, 0.5):
+            for message in consumer.consume(1000, 0.1):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:

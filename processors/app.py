@@ -14,6 +14,7 @@ event already applied, because the state remembers its last applied position.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -22,14 +23,18 @@ from collections.abc import Awaitable, Callable
 import faust
 from faust.types import TP, EventT
 
+from chargewatch.kafka_config import client_config, faust_credentials
 from chargewatch.metrics import ProcessorMetrics
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
 from processors.agents import StationStore
 from processors.anomalies import AnomalyDetector
 from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessage
+from processors.faust_transport import TunedApp
 from processors.health import WorkerHealth, register_health
+from processors.intake import Intake
 from processors.session_ids import IdTemplate
+from processors.status import StatusHistory
 from processors.stitcher import SessionStitcher, StitcherConfig
 from processors.web import register_views
 from schemas.codec import Codec
@@ -37,14 +42,18 @@ from schemas.codec import Codec
 log = logging.getLogger("chargewatch.processor")
 
 
-def build_stitcher(settings: Settings) -> SessionStitcher:
-    return SessionStitcher(StitcherConfig(
+def stitcher_config(settings: Settings) -> StitcherConfig:
+    return StitcherConfig(
         partitions=settings.kafka.partitions,
         id_template=IdTemplate.parse(settings.processor.id_template),
         tariff=settings.pricing(),
         rules=settings.stitch_rules(),
         registry=settings.station_registry(),
-    ))
+    )
+
+
+def build_stitcher(settings: Settings) -> SessionStitcher:
+    return SessionStitcher(stitcher_config(settings))
 
 
 BatchHook = Callable[[BatchCounts, float], None]
@@ -57,9 +66,10 @@ def create_app(settings: Settings, bootstrap_servers: str,
     `on_batch(counts, started)` is called after each batch (benchmarks time with it).
     """
     topics = Topics(settings.kafka.namespace)
-    app = faust.App(
+    app = TunedApp(
         f"{settings.kafka.namespace}-processor",
         broker=f"kafka://{bootstrap_servers}",
+        broker_credentials=faust_credentials(settings.kafka),
         store="memory://",
         datadir=str(settings.processor.data_dir),
         topic_partitions=settings.kafka.partitions,
@@ -77,6 +87,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
         web_port=settings.processor.web_port,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
+        fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
     )
     codec = Codec(settings.kafka.schema_registry_url)
     meter_events = app.topic(topics.meter_events, key_type=bytes, value_type=bytes,
@@ -88,15 +99,18 @@ def create_app(settings: Settings, bootstrap_servers: str,
     dead_letters_topic = app.topic(topics.dead_letters, key_serializer="raw",
                                    value_serializer="raw")
     anomalies_topic = app.topic(topics.anomalies, key_serializer="raw", value_serializer="raw")
+    status_topic = app.topic(topics.connector_status, key_serializer="raw",
+                             value_serializer="raw")
     stations = app.Table("station-state", partitions=settings.kafka.partitions,
                          key_type=bytes, value_type=bytes)
     stitcher = build_stitcher(settings)
     processor = BatchProcessor(stitcher, codec.decode_meter_events,
                                lambda: int(time.time() * 1000),
                                AnomalyDetector(settings.anomaly_rules(),
-                                               registry=settings.station_registry()))
+                                               registry=settings.station_registry()),
+                               StatusHistory(settings.stitch_rules()))
 
-    store = StationStore(stations, bootstrap_servers)
+    store = StationStore(stations, client_config(settings.kafka, bootstrap_servers))
     register_views(app, store, stitcher, topics)
     metrics = ProcessorMetrics()
     health = WorkerHealth(stall_s=settings.processor.stall_s)
@@ -128,8 +142,19 @@ def create_app(settings: Settings, bootstrap_servers: str,
             pending.append(await anomalies_topic.send(
                 key=anomaly.station_id.encode(),
                 value=codec.encode_anomaly(anomaly, topics.anomalies), force=True))
+        # connector-status: the status history (processors/status.py)
+        metrics.published.labels(topics.connector_status).inc(len(out.statuses))
+        for status in out.statuses:
+            pending.append(await status_topic.send(
+                key=status.station_id.encode(),
+                value=codec.encode_connector_status(status, topics.connector_status),
+                force=True))
         if pending:
             await asyncio.gather(*pending)
+
+    def assigned() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment()
+                if tp.topic == topics.meter_events}
 
     def save_states(out: BatchOutput) -> None:
         for station_id, (partition, blob) in out.states.items():
@@ -141,15 +166,31 @@ def create_app(settings: Settings, bootstrap_servers: str,
 
     @app.agent(meter_events, concurrency=1, name="stitch")
     async def stitch(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.processor.batch_max,
-                                                settings.processor.batch_within_s):
+        intake: Intake[EventT] = Intake(settings.processor.batch_max,
+                                        settings.processor.batch_within_s)
+        stream.enable_acks = False  # an event is acked once its batch's states are saved
+        processing = asyncio.ensure_future(process_batches(stream, intake))
+        try:
+            async for event in stream.events():
+                await intake.put(event)
+        finally:
+            processing.cancel()  # it finishes the batch in hand; the rest is not acked
+            with contextlib.suppress(asyncio.CancelledError):
+                await processing
+
+    async def process_batches(stream: faust.StreamT[bytes], intake: Intake[EventT]) -> None:
+        while True:
+            events = await intake.take()
             await _complete(asyncio.ensure_future(handle(events)))
+            for event in events:
+                await stream.ack(event)
 
     async def handle(events: list[EventT]) -> None:
         started = time.perf_counter()
         messages = [_raw(event) for event in events]
         async with state_lock:
-            await store.ensure_loaded({message.partition for message in messages})
+            # Every assigned partition at once: one changelog read, not one per partition.
+            await store.ensure_loaded(assigned() | {message.partition for message in messages})
             out = processor.process(messages, store.get)
             await publish(out)
             save_states(out)
@@ -173,8 +214,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
         """Close sessions whose stop never came (inactivity, DESIGN.md's missing stop)."""
         now_ms = int(time.time() * 1000)
         async with state_lock:
-            await store.ensure_loaded({tp.partition for tp in app.consumer.assignment()
-                                       if tp.topic == topics.meter_events})
+            await store.ensure_loaded(assigned())
             out = processor.expire(store.items(), now_ms)
             window_ms = int(settings.processor.expire_every_s * 1000)
             spike = processor.dead_letter_spike(dead_letters.take(), window_ms, now_ms)
@@ -197,10 +237,10 @@ def create_app(settings: Settings, bootstrap_servers: str,
 async def _complete(batch: asyncio.Future[None]) -> None:
     """Run a batch to its end even when the worker stops meanwhile.
 
-    Leaving `take_events` acks the batch's events, and Faust commits acked offsets as it
-    shuts down: a batch abandoned half-way (outputs published, states not saved) would be
-    committed and never replayed. So a cancellation waits for the batch, then goes on. A
-    batch that fails ends the process before anything acks it: it is replayed on restart.
+    A batch abandoned half-way (outputs published, states not saved) must not be acked,
+    or Faust commits its offsets as it shuts down and it is never replayed; nor left
+    hanging. So a cancellation waits for the batch, then goes on. A batch that fails ends
+    the process before anything acks it: it is replayed on restart.
     """
     cancelled = False
     while not batch.done():

@@ -14,9 +14,20 @@ from dataclasses import dataclass, field
 
 from processors.anomalies import AnomalyDetector
 from processors.state import StationState
+from processors.status import StatusHistory
 from processors.stitcher import SessionStitcher
 from schemas.errors import DecodeError
-from schemas.records import Anomaly, ChargingSession, DeadLetter, EventPosition, MeterEvent
+from schemas.records import (
+    Anomaly,
+    ChargingSession,
+    ConnectorStatus,
+    DeadLetter,
+    EventPosition,
+    MeterEvent,
+)
+
+MAX_DEAD_LETTER_ORIGINAL = 256 * 1024
+"""Bytes of a rejected message kept in its dead letter (Kafka's default limit is 1 MB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,8 @@ class BatchOutput:
     completed: list[ChargingSession] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    statuses: list[ConnectorStatus] = field(default_factory=list)
+    """Every applied connector status, for `connector-status` (processors/status.py)."""
     states: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     """Changed station states: station id -> (its partition, encoded state)."""
     counts: BatchCounts = field(default_factory=BatchCounts)
@@ -59,8 +72,10 @@ class BatchProcessor:
         decode: Callable[[bytes], list[MeterEvent]],
         clock_ms: Callable[[], int],
         detector: AnomalyDetector | None = None,
+        statuses: StatusHistory | None = None,
     ) -> None:
         self._stitcher = stitcher
+        self._statuses = statuses or StatusHistory()
         self._detector = detector or AnomalyDetector()
         self._decode = decode
         self._clock_ms = clock_ms
@@ -101,6 +116,9 @@ class BatchProcessor:
                                                     f"{result.rejected}")
                     continue
                 out.counts.events_used += 1
+                status = self._statuses.record(event)
+                if status is not None:
+                    out.statuses.append(status)
                 for connector_id in result.updates:
                     touched[(station, connector_id)] = None
                 out.completed.extend(result.completed)
@@ -166,8 +184,15 @@ class BatchProcessor:
 
     def _dead_letter(self, out: BatchOutput, message: RawMessage, reason: str) -> None:
         out.counts.dead_lettered += 1
+        original = message.value
+        if len(original) > MAX_DEAD_LETTER_ORIGINAL:
+            # The letter must fit the dead-letters topic, or publishing it fails the batch
+            # over and over; its source offset still finds the whole message.
+            reason = (f"{reason} (original truncated from {len(original)} to "
+                      f"{MAX_DEAD_LETTER_ORIGINAL} bytes)")
+            original = original[:MAX_DEAD_LETTER_ORIGINAL]
         out.dead_letters.append(DeadLetter(
-            original=message.value, source_topic=message.topic,
+            original=original, source_topic=message.topic,
             source_partition=message.partition, source_offset=message.offset,
             stage="processor", error=reason, failed_ms=self._clock_ms(),
             original_key=message.key,

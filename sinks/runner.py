@@ -26,10 +26,12 @@ from sinks.session_sink import (
     DeadLetterSink,
     Message,
     SessionSink,
+    SessionUpdateSink,
     Written,
     load_intents,
     record_intent,
 )
+from sinks.status_sink import StatusSink
 
 log = logging.getLogger("chargewatch.sink")
 
@@ -56,6 +58,8 @@ class SinkStats:
     last_insert_ms: float
     retries: int
     commit_failures: int
+    buffered: int
+    """Messages read and waiting for their insert (bounded: consumption pauses on failure)."""
 
 
 @dataclass
@@ -75,13 +79,15 @@ class _Partition:
 class SinkRunner:
     """Consumes its topics in one group and writes them with the batch planner's steps.
 
-    `anomalies_topic`, when given, is consumed too (into `anomalies`).
+    `anomalies_topic`, when given, is consumed too (into `anomalies`); so are `status_topic`
+    (into `connector_status`) and `updates_topic` (into `session_updates`).
     """
 
     def __init__(self, consumer_conf: dict[str, Any], sessions_topic: str,
                  dead_letters_topic: str, client: Client, database: str, codec: Codec,
                  batch_size: int = 5000, batch_ms: int = 500, *,
-                 on_step: StepHook | None = None, anomalies_topic: str | None = None) -> None:
+                 on_step: StepHook | None = None, anomalies_topic: str | None = None,
+                 status_topic: str | None = None, updates_topic: str | None = None) -> None:
         self.sessions_topic = sessions_topic
         self.dead_letters_topic = dead_letters_topic
         self.client = client
@@ -94,6 +100,10 @@ class SinkRunner:
                        dead_letters_topic: DeadLetterSink(client, database, codec)}
         if anomalies_topic is not None:
             self._sinks[anomalies_topic] = AnomalySink(client, database, codec)
+        if status_topic is not None:
+            self._sinks[status_topic] = StatusSink(client, database, codec)
+        if updates_topic is not None:
+            self._sinks[updates_topic] = SessionUpdateSink(client, database, codec)
         self._parts: dict[tuple[str, int], _Partition] = {}
         self._blocked_until = 0.0
         self._failures = 0
@@ -279,7 +289,8 @@ class SinkRunner:
     @property
     def stats(self) -> SinkStats:
         return SinkStats(self._rows, self._batches, self._dead, self._last_insert_ms,
-                         self._retries, self._commit_failures)
+                         self._retries, self._commit_failures,
+                         sum(len(p.messages) for p in list(self._parts.values())))
 
     def stats_dict(self) -> dict[str, Any]:
         return {**asdict(self.stats), "caught_up": self.caught_up()}
