@@ -15,13 +15,15 @@ import sys
 import threading
 import time
 import tracemalloc
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from chargewatch.embedded import EmbeddedBroker, free_port
 from chargewatch.kafka_config import client_config
@@ -88,25 +90,25 @@ def publish(kafka_conf: dict[str, Any], topic: str, load: Workload) -> float:
 
 def plain_consume(kafka_conf: dict[str, Any], topic: str,
                   partitions: int) -> tuple[int, float]:
-    """Messages read by a bare confluent-kafka loop, timed from first to last message."""
+    """Messages read by a bare confluent-kafka loop, timed from assigning the partitions to
+    the last message: timing from the first message would leave out what librdkafka
+    prefetched before it, which is everything when the topic is small."""
     consumer = Consumer({**kafka_conf, "group.id": f"plain-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.partition.eof": True,
-                         "fetch.queue.backoff.ms": 10, "session.timeout.ms": 6000})
-    consumer.subscribe([topic])
+                         "enable.partition.eof": True, "fetch.queue.backoff.ms": 10})
     done: set[int] = set()
-    count, first, last = 0, 0.0, 0.0
+    count, last = 0, 0.0
+    started = time.perf_counter()
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     while len(done) < partitions:
         for message in consumer.consume(10_000, 1.0):
             if message.error():
                 if message.error().code() == KafkaError._PARTITION_EOF:
                     done.add(message.partition())
                 continue
-            if count == 0:
-                first = time.perf_counter()
             count += 1
             last = time.perf_counter()
     consumer.close()
-    return count, last - first
+    return count, last - started
 
 
 def stage(name: str, settings: Settings, run_dir: Path, expected: int) -> tuple[int, float]:
@@ -124,9 +126,11 @@ def stage(name: str, settings: Settings, run_dir: Path, expected: int) -> tuple[
 
 
 def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
-               seconds: float) -> list[float]:
-    """Event → session-update latency (ms) with events offered at `rate` events/s."""
+               seconds: float) -> tuple[list[float], list[float]]:
+    """Event → session-update latency (ms) with events offered at `rate` events/s, and the
+    latency (ms) of looking up open sessions by ID on the running worker's web view."""
     latencies: list[float] = []
+    seen: list[str] = []
     with LocalStack(settings, run_dir) as stack:
         topics = stack.topics
         produced: dict[tuple[str, int], float] = {}
@@ -145,6 +149,7 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
                     if message.error():
                         continue
                     session = codec.decode_session(message.value())
+                    seen.append(session.session_id)
                     sent = produced.get((session.station_id, session.end_ms))
                     if sent is not None:
                         latencies.append((time.perf_counter() - sent) * 1000)
@@ -167,11 +172,28 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
             produced[(station, events[-1].event_time_ms)] = time.perf_counter()
             sent_events += len(events)
         producer.flush(30)
+        lookups = _lookup_open(stack.worker_web_port, seen[-200:])
         time.sleep(3)
         stop.set()
         reader.join(5)
         consumer.close()
-    return latencies
+    return latencies, lookups
+
+
+def _lookup_open(web_port: int, session_ids: list[str]) -> list[float]:
+    """Time `GET /open-sessions/{id}/` on the worker, as `chargewatch session ID` asks it."""
+    timings: list[float] = []
+    for session_id in session_ids:
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{web_port}/open-sessions/{session_id}/", timeout=5):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:  # closed meanwhile: the same scan, answered 404
+                raise
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
 
 
 def memory_per_open_session(settings: Settings, sessions: int = 20_000) -> tuple[float, float]:
@@ -276,8 +298,9 @@ def run_pipeline_bench(events: int, run_dir: Path) -> list[tuple[str, ...]]:
             e2e = end_to_end(e2e_settings, run_dir / f"e2e{per_message}", load)
             lat_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
                 update={"namespace": namespace + "l"})})
-            lat = sorted(latency_at(lat_settings, run_dir / f"lat{per_message}", load,
-                                    full / 2, seconds=10))
+            lat, lookups = latency_at(lat_settings, run_dir / f"lat{per_message}", load,
+                                      full / 2, seconds=10)
+            lat, lookups = sorted(lat), sorted(lookups)
             p50 = statistics.median(lat) if lat else float("nan")
             p99 = lat[int(len(lat) * 0.99) - 1] if lat else float("nan")
             rows += [
@@ -290,6 +313,9 @@ def run_pipeline_bench(events: int, run_dir: Path) -> list[tuple[str, ...]]:
                  f"{e2e / plain:.2f}"),
                 (f"{per_message}/msg", "latency at half load", f"p50 {p50:,.0f} ms, "
                  f"p99 {p99:,.0f} ms", f"{len(lat)} updates"),
+                (f"{per_message}/msg", "open-session lookup by ID (worker web)",
+                 f"p50 {_pct(lookups, 0.5):,.1f} ms, p95 {_pct(lookups, 0.95):,.1f} ms",
+                 f"{len(lookups)} lookups"),
             ]
         sink = sink_rate(settings, broker.bootstrap_servers, 100_000)
     heap, serialized = memory_per_open_session(settings)
@@ -297,6 +323,11 @@ def run_pipeline_bench(events: int, run_dir: Path) -> list[tuple[str, ...]]:
              ("-", "memory per open session", f"{heap:,.0f} B heap, {serialized:,.0f} B state",
               "")]
     return rows
+
+
+def _pct(values: list[float], q: float) -> float:
+    """The q-quantile of sorted `values` (nan when empty)."""
+    return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
 
 
 def end_to_end(settings: Settings, run_dir: Path, load: Workload) -> float:

@@ -227,6 +227,7 @@ class SessionSink(_TableSink):
             else:
                 letters.append(dead_letter_for(topic, partition, message, error))
         live = self._stored({s.session_id for s, _ in decoded})
+        stored_before = set(live)
         rows: list[tuple] = []
         for session, offset in decoded:
             stored = live.get(session.session_id)
@@ -238,14 +239,22 @@ class SessionSink(_TableSink):
             rows.append(row)
             live[session.session_id] = row
         _insert(self.client, f"{self.database}.{self.table}", rows, SESSION_COLUMNS, token)
-        _insert(self.client, f"{self.database}.cdrs", self._cdr_rows(decoded), CDR_COLUMNS,
-                token)
+        _insert(self.client, f"{self.database}.cdrs", self._cdr_rows(decoded, stored_before),
+                CDR_COLUMNS, token)
         return Written(len(decoded), letters)
 
-    def _cdr_rows(self, decoded: list[tuple[ChargingSession, int]]) -> list[tuple]:
-        """The CDRs this batch's session versions issue (module docstring)."""
+    def _cdr_rows(self, decoded: list[tuple[ChargingSession, int]],
+                  stored_before: set[str]) -> list[tuple]:
+        """The CDRs this batch's session versions issue (module docstring).
+
+        A session with no stored row before this batch has no CDR yet (its CDRs are
+        inserted after its row), so only stored or corrected sessions are looked up: the
+        common case, a first version, costs no query.
+        """
         closed = [s for s, _ in decoded if s.state is not SessionState.OPEN and s.version >= 1]
-        issued = load_cdrs(self.client, self.database, (s.session_id for s in closed))
+        issued = load_cdrs(self.client, self.database,
+                           {s.session_id for s in closed
+                            if s.version > 1 or s.session_id in stored_before})
         rows: list[tuple] = []
         for session in closed:
             known = issued.setdefault(session.session_id, [])

@@ -279,6 +279,20 @@ def test_session_round_trip(s: ChargingSession) -> None:
         assert decoded.cost.as_tuple().exponent == -4
 
 
+@settings(max_examples=60, deadline=None)
+@given(sessions)
+def test_generated_session_reader_agrees_with_fastavro(s: ChargingSession) -> None:
+    """Decimals included: same values and the same exponents (scale) as fastavro's."""
+    data = CODEC.encode_session(s, "sessions-completed")
+    writer = CATALOG.by_fingerprint(data[2:10])
+    assert writer is not None and writer.read is not None
+    fast, end = writer.read(data, 10)
+    buf = BytesIO(data[10:])
+    slow = schemaless_reader(buf, writer.parsed, None)
+    assert fast == slow and repr(fast) == repr(slow)
+    assert end - 10 == buf.tell() == len(data) - 10
+
+
 def test_cost_is_rounded_half_up_to_scale_four() -> None:
     decoded = CODEC.decode_session(CODEC.encode_session(session(cost=Decimal("1.23445")), "t"))
     assert decoded.cost == Decimal("1.2345")
