@@ -172,7 +172,8 @@ class ProcessorSettings(BaseModel):
         return value
 
     batch_max: int = Field(2000, ge=1, description="Messages per processing batch.")
-    batch_within_s: float = Field(0.1, gt=0, description="Longest wait to fill a batch.")
+    batch_within_s: float = Field(0.1, gt=0, description="Longest the oldest waiting "
+                                  "event waits for its batch to fill.")
     web_port: int = Field(6066, ge=0, le=65535)
     stall_s: float = Field(
         60.0, gt=0, description="Unhealthy when no batch completed this long while lag > 0.")
