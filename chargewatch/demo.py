@@ -80,7 +80,11 @@ def _print_summary(stack: LocalStack, figures: dict[str, float]) -> None:
     top = reports.top_stations(client, database, limit=10)
     print_rows(top.columns, top.rows, title="Top stations by revenue")
     health = health_reports.model_availability(client, database)
-    print_rows(health.columns, health.rows, title="Availability by charger model and firmware")
+    shown = [c for c in ("model", "firmware", "connectors", "availability_pct", "failures",
+                         "mtbf_h", "mttr_min") if c in health.columns]
+    picks = [health.columns.index(c) for c in shown]
+    print_rows(shown, [[row[i] for i in picks] for row in health.rows],
+               title="Availability by charger model and firmware")
     session_id = client.command(
         f"SELECT session_id FROM {database}.charging_sessions FINAL "
         f"ORDER BY energy_wh DESC, session_id LIMIT 1")
