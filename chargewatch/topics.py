@@ -39,9 +39,15 @@ class Topics:
         """Every applied connector status (key = station id): the status history's source."""
         return self._name("connector-status")
 
+    @property
+    def gateway_transactions(self) -> str:
+        """The OCPP gateway's open transactions per charger (compacted; ocpp_transactions)."""
+        return self._name("gateway-transactions")
+
     def all(self) -> list[str]:
         return [self.meter_events, self.session_updates, self.sessions_completed,
-                self.anomalies, self.dead_letters, self.connector_status]
+                self.anomalies, self.dead_letters, self.connector_status,
+                self.gateway_transactions]
 
 
 COMPACTED = {"cleanup.policy": "compact", "retention.ms": "-1"}
@@ -57,7 +63,8 @@ def ensure_topics(admin_conf: dict[str, str], topics: Topics, partitions: int) -
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [
         NewTopic(name, partitions, 1,
-                 config=COMPACTED if name == topics.session_updates else RETAINED)
+                 config=COMPACTED if name in (topics.session_updates, topics.gateway_transactions)
+                 else RETAINED)
         for name in topics.all() if name not in existing
     ]
     if not wanted:

@@ -56,11 +56,11 @@ class StationStore:
         value = self._table.data.get(station_id.encode())
         return bytes(value) if value is not None else None
 
-    def items(self) -> list[tuple[bytes, bytes]]:
-        """Every station state of the loaded partitions (a copy: the table changes while a
-        view reads)."""
+    def items(self) -> list[tuple[str, bytes]]:
+        """(station id, state) of every station of the loaded partitions (a copy: the table
+        changes while a view reads)."""
         loaded, partition_of = self._loaded, self._partition_of
-        return [(bytes(k), bytes(v)) for k, v in self._table.data.items()
+        return [(bytes(k).decode(), bytes(v)) for k, v in self._table.data.items()
                 if partition_of.get(bytes(k), -1) in loaded]
 
     def put(self, station_id: str, partition: int, blob: bytes) -> None:

@@ -31,12 +31,12 @@ class StateSource(Protocol):
 
     def get(self, station_id: str) -> bytes | None: ...
 
-    def items(self) -> Iterable[tuple[bytes, bytes]]: ...
+    def items(self) -> Iterable[tuple[str, bytes]]: ...
 
 
-def open_by_id(blobs: Iterable[tuple[bytes, bytes]], stitcher: SessionStitcher,
+def open_by_id(blobs: Iterable[tuple[str, bytes]], stitcher: SessionStitcher,
                session_id: str) -> ChargingSession | None:
-    """The open session with this ID among these `(station key, state bytes)`, or None."""
+    """The open session with this ID among these `(station id, state bytes)`, or None."""
     needle = f'"{session_id}"'.encode()
     for _, blob in blobs:
         if needle not in blob:

@@ -74,8 +74,10 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.errors import ConfigError
     from chargewatch.kafka_config import check_connection, client_config
     from chargewatch.topics import Topics, ensure_topics
+    from processors.agents import read_to_end
     from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
     from producers.ocpp_gateway import OcppGateway
+    from producers.ocpp_transactions import states_from_records
     from producers.publisher import EventPublisher
     from schemas.codec import Codec
 
@@ -95,7 +97,10 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
         lambda events: codec.encode_meter_events(events, topics.meter_events))
     delivery = KafkaDelivery(publisher, topics.dead_letters,
                              lambda letter: codec.encode_dead_letter(letter, topics.dead_letters))
-    gateway = OcppGateway(delivery, settings.gateway.heartbeat_interval_s, policy=policy)
+    chargers = states_from_records(read_to_end(
+        kafka_conf, topics.gateway_transactions, list(range(settings.kafka.partitions))))
+    gateway = OcppGateway(delivery, settings.gateway.heartbeat_interval_s, policy=policy,
+                          transactions_topic=topics.gateway_transactions, chargers=chargers)
     delivery.start()
     try:
         asyncio.run(_serve_until_stopped(gateway, host, port))

@@ -57,6 +57,12 @@ class KafkaDelivery:
             waits.append(done)
         await self._settle(waits)
 
+    async def record(self, topic: str, key: bytes, value: bytes | None) -> None:
+        """Any message (None: a tombstone), returning once Kafka accepted it."""
+        callback, done = self._future()
+        self._publisher.publish_raw(topic, key, value, callback)
+        await self._settle([done])
+
     async def dead_letter(self, letter: DeadLetter) -> None:
         callback, done = self._future()
         self._publisher.publish_raw(self._dead_letter_topic, letter.original_key,

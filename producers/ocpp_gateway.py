@@ -16,9 +16,10 @@ normally: the charger cannot fix it by retrying.
 Transactions: 1.6 transaction ids are assigned by `derive_transaction_id` (seconds since
 2020 of the start time: deterministic, retry-safe, unique per charger). The connector of
 an open transaction (1.6 StopTransaction and later 2.0.1 TransactionEvents do not carry
-it) is remembered per charger in this process, and re-learnt from 1.6 MeterValues; the
-open-transaction map is not persisted, so a stop arriving at a restarted gateway for a
-transaction it never saw becomes a dead letter.
+it) is remembered per charger, re-learnt from 1.6 MeterValues, and, given a transactions
+topic, written there before the charger's answer (`producers.ocpp_transactions`), so a
+restarted gateway or another replica still knows it. Without that topic a stop arriving
+at a restarted gateway for a transaction it never saw becomes a dead letter.
 
 Security (`producers.ocpp_auth.GatewayPolicy`): with security profile 1 or 2 the handshake
 is refused with HTTP 401 and `WWW-Authenticate: Basic` unless the Basic username is the
@@ -36,7 +37,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -60,6 +60,7 @@ from producers import ocpp_mapping as mapping
 from producers.ocpp_auth import GatewayPolicy, TokenBucket, basic_credentials
 from producers.ocpp_delivery import KafkaDelivery
 from producers.ocpp_mapping import OcppMessageError
+from producers.ocpp_transactions import ChargerState, OpenTransaction
 from schemas.records import DeadLetter, MeterEvent
 
 log = logging.getLogger(__name__)
@@ -71,20 +72,6 @@ SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")
 def accept_all(id_tag: str) -> bool:
     """The default allow-list: every id tag is accepted (billing decides later)."""
     return True
-
-
-@dataclass
-class _OpenTransaction:
-    connector_id: int
-    start_ms: int | None
-    """Start time when this gateway saw the start; None when learnt from a later message."""
-
-
-@dataclass
-class ChargerState:
-    """What the gateway knows about one charger's open transactions, across reconnects."""
-
-    open: dict[str, _OpenTransaction] = field(default_factory=dict)
 
 
 def charger_id_of(path: str) -> str:
@@ -99,13 +86,15 @@ class OcppGateway:
     def __init__(self, delivery: KafkaDelivery, heartbeat_interval_s: int = 300,
                  authorize: Callable[[str], bool] = accept_all,
                  clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 policy: GatewayPolicy | None = None) -> None:
+                 policy: GatewayPolicy | None = None, transactions_topic: str | None = None,
+                 chargers: Mapping[str, ChargerState] | None = None) -> None:
         self.delivery = delivery
         self.heartbeat_interval_s = heartbeat_interval_s
         self.authorize = authorize
         self.clock = clock
         self.policy = policy or GatewayPolicy()
-        self.chargers: dict[str, ChargerState] = {}
+        self.transactions_topic = transactions_topic
+        self.chargers: dict[str, ChargerState] = dict(chargers or {})
         self._buckets: dict[str, TokenBucket] = {}
 
     def serve(self, host: str, port: int) -> Any:
@@ -164,6 +153,15 @@ class OcppGateway:
 
     def state_of(self, charger_id: str) -> ChargerState:
         return self.chargers.setdefault(charger_id, ChargerState())
+
+    async def remember(self, charger_id: str) -> None:
+        """Write a charger's open transactions to the transactions topic and wait for Kafka
+        (no topic: kept in this process only)."""
+        if self.transactions_topic is None:
+            return
+        state = self.state_of(charger_id)
+        await self.delivery.record(self.transactions_topic, charger_id.encode(),
+                                   state.to_bytes() if state.open else None)
 
     async def forward(self, charger_id: str, raw: str,
                       build: Callable[[], Sequence[MeterEvent]]) -> bool:
@@ -258,7 +256,8 @@ class _Charger16(_GatewayConnection, ChargePoint16):
             self.id, self._raw,
             lambda: mapping.start_transaction_events(self.id, payload, tx_id, receive))
         if published:
-            open_[str(tx_id)] = _OpenTransaction(connector, start_ms)
+            open_[str(tx_id)] = OpenTransaction(connector, start_ms)
+            await self._gateway.remember(self.id)
         return result16.StartTransaction(transaction_id=tx_id,
                                          id_tag_info=self._id_tag_info(payload["id_tag"]))
 
@@ -267,7 +266,8 @@ class _Charger16(_GatewayConnection, ChargePoint16):
         receive = self._gateway.clock()
         tx = payload.get("transaction_id")
         if tx is not None and str(tx) not in self._state.open:
-            self._state.open[str(tx)] = _OpenTransaction(int(payload["connector_id"]), None)
+            self._state.open[str(tx)] = OpenTransaction(int(payload["connector_id"]), None)
+            await self._gateway.remember(self.id)
         await self._gateway.forward(
             self.id, self._raw, lambda: mapping.meter_values_events(self.id, payload, receive))
         return result16.MeterValues()
@@ -284,6 +284,7 @@ class _Charger16(_GatewayConnection, ChargePoint16):
         elif await self._gateway.forward(self.id, self._raw, lambda: (
                 mapping.stop_transaction_events(self.id, payload, known.connector_id, receive))):
             del self._state.open[tx]
+            await self._gateway.remember(self.id)
         id_tag = payload.get("id_tag")
         return result16.StopTransaction(
             id_tag_info=self._id_tag_info(id_tag) if id_tag else None)
@@ -340,11 +341,13 @@ class _Charger201(_GatewayConnection, ChargePoint201):
         else:
             evse_id = int(evse)
             if payload["event_type"] != "Ended" and known is None:
-                self._state.open[tx] = _OpenTransaction(evse_id, None)
+                self._state.open[tx] = OpenTransaction(evse_id, None)
+                await self._gateway.remember(self.id)
             published = await self._gateway.forward(self.id, self._raw, lambda: (
                 mapping.transaction_event_events(self.id, payload, evse_id, receive)))
-            if published and payload["event_type"] == "Ended":
-                self._state.open.pop(tx, None)
+            if published and payload["event_type"] == "Ended" and \
+                    self._state.open.pop(tx, None) is not None:
+                await self._gateway.remember(self.id)
         token = payload.get("id_token")
         return result201.TransactionEvent(
             id_token_info=self._token_info(token) if token else None)

@@ -64,9 +64,9 @@ class EventPublisher:
         self._produce(self.topic, key.encode(), self._encode(events), on_delivery)
         self._sent += len(events)
 
-    def publish_raw(self, topic: str, key: bytes | None, value: bytes,
+    def publish_raw(self, topic: str, key: bytes | None, value: bytes | None,
                     on_delivery: DeliveryCallback | None = None) -> None:
-        """An already encoded message (e.g. a dead letter) on any topic."""
+        """An already encoded message (e.g. a dead letter; None: a tombstone) on any topic."""
         self._produce(topic, key, value, on_delivery)
 
     def poll(self, timeout: float) -> int:
@@ -76,7 +76,7 @@ class EventPublisher:
         a loop of its own; batch producers need only `flush`."""
         return self._producer.poll(timeout)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes,
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None,
                  on_delivery: DeliveryCallback | None = None) -> None:
         report = self._on_delivery if on_delivery is None else \
             lambda error, message: self._report(error, message, on_delivery)
@@ -87,7 +87,7 @@ class EventPublisher:
             except BufferError:
                 self._producer.poll(0.05)  # queue full: let deliveries drain, then retry
             except KafkaException as exc:
-                raise PublishError(f"{topic}: message of {len(value)} bytes refused: "
+                raise PublishError(f"{topic}: message of {len(value or b'')} bytes refused: "
                                    f"{exc.args[0].str()}") from exc
         self._messages += 1
         self._producer.poll(0)

@@ -176,3 +176,60 @@ def test_handshake_needs_a_subprotocol_and_a_charger_id(broker: EmbeddedBroker,
         return statuses
 
     assert _run(broker, namespace, scenario)[0] == [400, 400, 404, 0]
+
+
+def test_a_restarted_gateway_still_knows_the_open_transactions(broker: EmbeddedBroker,
+                                                               namespace: str) -> None:
+    """A 1.6 StopTransaction names no connector: a gateway started after the start was seen
+    reads it from the transactions topic instead of dead-lettering the stop."""
+    from processors.agents import read_to_end
+    from producers.ocpp_transactions import states_from_records
+
+    topics = Topics(namespace)
+    conf = {"bootstrap.servers": broker.bootstrap_servers}
+    ensure_topics(conf, topics, PARTITIONS)
+    codec = Codec()
+
+    def serve_once(scenario: Callable[[str], Awaitable[Any]]) -> Any:
+        publisher = EventPublisher({**conf, **GATEWAY_PRODUCER_CONF}, topics.meter_events,
+                                   lambda b: codec.encode_meter_events(b, topics.meter_events))
+        delivery = KafkaDelivery(publisher, topics.dead_letters,
+                                 lambda d: codec.encode_dead_letter(d, topics.dead_letters))
+        known = states_from_records(read_to_end(conf, topics.gateway_transactions,
+                                                list(range(PARTITIONS))))
+        gateway = OcppGateway(delivery.start(), clock=lambda: NOW, chargers=known,
+                              transactions_topic=topics.gateway_transactions)
+
+        async def main() -> Any:
+            async with gateway.serve("127.0.0.1", 0) as server:
+                return await scenario(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        try:
+            return asyncio.run(main())
+        finally:
+            delivery.stop(timeout=5)
+
+    async def start(url: str) -> int:
+        async with charger(url, "CP-R", "ocpp1.6") as cp:
+            started = await cp.call(call16.StartTransaction(
+                connector_id=2, id_tag="RFID-R", meter_start=1000, timestamp=at(1)))
+            return int(started.transaction_id)
+
+    async def stop(url: str) -> None:
+        async with charger(url, "CP-R", "ocpp1.6") as cp:
+            await cp.call(call16.StopTransaction(
+                meter_stop=9000, timestamp=at(30), transaction_id=tx, id_tag="RFID-R",
+                reason="EVDisconnected"))
+
+    tx = serve_once(start)
+    serve_once(stop)  # a new gateway: nothing in memory from the first
+    t = str(tx)
+    assert _events(broker, topics.meter_events, 2) == {"CP-R": [
+        [_ev("CP-R", 2, EventKind.STARTED, 1, f"CP-R:2:{t}:start", transaction_id=t,
+             id_tag="RFID-R", energy_wh=1000.0)],
+        [_ev("CP-R", 2, EventKind.ENDED, 30, f"CP-R:2:{t}:stop", transaction_id=t,
+             id_tag="RFID-R", energy_wh=9000.0, stop_reason="EVDisconnected")],
+    ]}
+    assert read_to_end(conf, topics.dead_letters, list(range(PARTITIONS))) == {}
+    # the stop closed it: the charger's record is a tombstone now
+    assert states_from_records(read_to_end(conf, topics.gateway_transactions,
+                                           list(range(PARTITIONS)))) == {}

@@ -1,0 +1,67 @@
+"""A session whose stop never comes is closed by the running worker's expiry timer.
+
+Batches close such sessions only when their own station speaks again; a station that goes
+quiet relies on the timer, which reads the worker's table through the agent adapter (the
+pure rule is tested in tests/unit/test_batch.py). Its neighbour on the same partition
+advances the partition's event clock past the inactivity limit.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from chargewatch.embedded import EmbeddedBroker
+from chargewatch.settings import load_settings
+from chargewatch.stack import LocalStack
+from schemas.records import EventKind, MeterEvent
+from tests.e2e.harness import KeyedSender
+
+pytestmark = pytest.mark.e2e
+
+T0 = 1_795_392_000_000
+HOUR = 3_600_000
+
+
+def _event(station: str, kind: EventKind, at_ms: int, energy_wh: float, seq: int) -> MeterEvent:
+    return MeterEvent(event_id=f"{station}:{seq}", station_id=station, connector_id=1,
+                      kind=kind, event_time_ms=at_ms, receive_time_ms=at_ms + 100,
+                      transaction_id=f"{station}-T1", seq=seq, id_tag="TAG",
+                      energy_wh=energy_wh, power_w=11_000.0)
+
+
+def test_the_timer_closes_a_quiet_stations_session(broker: EmbeddedBroker, chdb_url: str,
+                                                    tmp_path: Path) -> None:
+    settings = load_settings(
+        kafka={"bootstrap_servers": broker.bootstrap_servers,
+               "namespace": f"x{uuid.uuid4().hex[:8]}", "partitions": 1},
+        clickhouse={"url": chdb_url, "database": f"x_{uuid.uuid4().hex[:8]}"},
+        processor={"expire_every_s": 1.0},
+    )
+    with LocalStack(settings, tmp_path) as stack:
+        sender = KeyedSender(stack.bootstrap_servers, stack.topics.meter_events)
+        sender.send([("CS-QUIET", [_event("CS-QUIET", EventKind.STARTED, T0, 5_000.0, 0),
+                                   _event("CS-QUIET", EventKind.METER, T0 + 60_000, 9_000.0, 1)]),
+                     ("CS-BUSY", [_event("CS-BUSY", EventKind.STARTED, T0 + 7 * HOUR, 0.0, 0)])])
+        database = settings.clickhouse.database
+        query = (f"SELECT station_id, state, energy_wh, flags, toUnixTimestamp64Milli(end_time)"
+                 f" FROM {database}.charging_sessions FINAL ORDER BY station_id")
+        deadline = time.monotonic() + 90
+        while not stack.client.query(query).result_rows:
+            assert time.monotonic() < deadline, "the quiet station's session was never closed"
+            stack.check_alive()
+            time.sleep(0.5)
+        time.sleep(2.5)  # more timer rounds, over the state the expiry saved
+        # ...and the worker still works: the busy station's stop closes its session
+        sender.send([("CS-BUSY", [_event("CS-BUSY", EventKind.ENDED, T0 + 8 * HOUR, 11_000.0,
+                                         1)])])
+        while len(rows := stack.client.query(query).result_rows) < 2:
+            assert time.monotonic() < deadline, "the worker stopped after expiring a session"
+            stack.check_alive()
+            time.sleep(0.5)
+    assert [tuple(r) for r in rows] == [
+        ("CS-BUSY", "completed", 11_000.0, [], T0 + 8 * HOUR),
+        ("CS-QUIET", "incomplete", 4_000.0, ["missing_stop"], T0 + 60_000)]
