@@ -1,9 +1,14 @@
-"""Topic names and creation. Every name carries the configured namespace prefix."""
+"""Topic names, creation, and reading a (compacted) topic to its end. Every name carries the
+configured namespace prefix."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -75,3 +80,38 @@ def ensure_topics(admin_conf: dict[str, str], topics: Topics, partitions: int) -
         except Exception as exc:  # noqa: BLE001
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+
+
+def read_to_end(kafka_conf: dict[str, Any], topic: str, partitions: list[int],
+                timeout_s: float = 120.0) -> dict[bytes, tuple[int, bytes | None]]:
+    """The latest (partition, value) per key of these partitions, read until each one's
+    end-of-partition."""
+    consumer = Consumer({
+        **kafka_conf, "group.id": f"recovery-{uuid.uuid4().hex}",
+        "enable.auto.commit": False, "enable.partition.eof": True,
+        "fetch.queue.backoff.ms": 10, "fetch.wait.max.ms": 10, "log_level": 3,
+    })
+    latest: dict[bytes, tuple[int, bytes | None]] = {}
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        pending = set(partitions)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {topic} partitions {sorted(pending)} did not "
+                                   f"reach their end within {timeout_s:.0f}s")
+            for message in consumer.consume(1000, 0.1):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(message.partition())
+                        continue
+                    if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        return latest
+                    raise RuntimeError(f"reading {topic}: {error}")
+                key = message.key()
+                if key is not None:
+                    latest[key] = (message.partition(), message.value())
+    finally:
+        consumer.close()
+    return latest

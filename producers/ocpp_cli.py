@@ -73,8 +73,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     """`chargewatch gateway`: serve chargers until interrupted or terminated."""
     from chargewatch.errors import ConfigError
     from chargewatch.kafka_config import check_connection, client_config
-    from chargewatch.topics import Topics, ensure_topics
-    from processors.agents import read_to_end
+    from chargewatch.topics import Topics, ensure_topics, read_to_end
     from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
     from producers.ocpp_gateway import OcppGateway
     from producers.ocpp_transactions import states_from_records

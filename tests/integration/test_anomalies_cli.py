@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 from confluent_kafka import Producer
@@ -14,6 +12,7 @@ from chargewatch.embedded import EmbeddedBroker
 from chargewatch.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import Anomaly, Severity
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +28,8 @@ def _anomaly(kind: str, severity: Severity, station: str, offset_ms: int) -> Ano
 
 
 def _run(broker: EmbeddedBroker, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-           "CHARGEWATCH_KAFKA__NAMESPACE": namespace}
-    return subprocess.run([sys.executable, "-m", "chargewatch", "anomalies", *args],
-                          capture_output=True, text=True, timeout=60, env=env)
+    return run_cli("anomalies", *args, env={"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                                            "CHARGEWATCH_KAFKA__NAMESPACE": namespace})
 
 
 def test_filters_by_severity_and_station_and_prints_json(broker: EmbeddedBroker,

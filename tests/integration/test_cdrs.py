@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -22,23 +16,14 @@ from chargewatch.topics import Topics, ensure_topics
 from processors.cdr import Price
 from schemas.codec import Codec
 from schemas.records import ChargingSession, DimensionCost, SessionPeriod, SessionState
-from sinks.clickhouse import connect
-from sinks.migrate import migrate
 from sinks.session_sink import Message, SessionSink, load_cdrs
+from tests.cli import run_cli, running_sink
 
 pytestmark = pytest.mark.integration
 
 CODEC = Codec()
 TOPIC = "cw-sessions-completed"
 T0 = 1_717_000_000_000
-
-
-@pytest.fixture
-def client(chdb_url: str, database: str) -> Iterator[Client]:
-    opened = connect(chdb_url)
-    migrate(opened, database)
-    yield opened
-    opened.close()
 
 
 def session(version: int, cost: str, energy_wh: float, session_id: str = "S-1"
@@ -123,11 +108,6 @@ def test_an_old_schema_record_gets_a_cdr_with_its_cost_incl_vat(
     assert cdr.periods == (SessionPeriod(T0, 5000.0, 1_500_000, 300_000),)
 
 
-def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chargewatch", *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **env})
-
-
 def test_cdr_command_through_the_sink_worker_and_from_chdb(
         broker: EmbeddedBroker, namespace: str, tmp_path: Path) -> None:
     topics = Topics(namespace)
@@ -142,21 +122,8 @@ def test_cdr_command_through_the_sink_worker_and_from_chdb(
         producer.produce(topics.sessions_completed, key=b"EV-7",
                          value=CODEC.encode_session(version, topics.sessions_completed))
     assert producer.flush(10) == 0
-    sink = subprocess.Popen([sys.executable, "-m", "chargewatch", "sink"],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert time.monotonic() < deadline, "sink never wrote the sessions"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if json.load(r)["rows_written"] >= 2:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.3)
-        found = _run("cdr", "EV-7", "--json", env=env)
+    with running_sink(env, port, rows=2):
+        found = run_cli("cdr", "EV-7", "--json", env=env)
         assert found.returncode == 0, found.stderr
         docs = json.loads(found.stdout, parse_float=Decimal)
         assert [(d["id"], d["credit"], d.get("credit_reference_id")) for d in docs] == [
@@ -167,11 +134,8 @@ def test_cdr_command_through_the_sink_worker_and_from_chdb(
         assert docs[2]["total_parking_cost"] == {"excl_vat": Decimal("0.80"),
                                                  "incl_vat": Decimal("1.00")}
         assert docs[0]["tariffs"] == [{"id": "DAY", "currency": "EUR"}]
-        missing = _run("cdr", "EV-404", env=env)
+        missing = run_cli("cdr", "EV-404", env=env)
         assert missing.returncode == 1 and "no CDRs for session 'EV-404'" in missing.stderr
-    finally:
-        sink.terminate()
-        sink.wait(timeout=30)
-    table = _run("cdr", "EV-7", env=env)  # nobody holds the folder now: read it directly
+    table = run_cli("cdr", "EV-7", env=env)  # nobody holds the folder now: read it directly
     assert table.returncode == 0, table.stderr
     assert "EV-7-v1-credit" in table.stdout and "net 12.50 EUR" in table.stdout

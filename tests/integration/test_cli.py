@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,18 +13,13 @@ from chargewatch.embedded import EmbeddedBroker, free_port
 from chargewatch.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import ChargingSession, SessionState
+from tests.cli import run_cli, running_sink
 
 pytestmark = pytest.mark.integration
 
 
-def _run(*args: str, env: dict[str, str] | None = None,
-         timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chargewatch", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
-
-
 def test_config_show_masks_secrets() -> None:
-    result = _run("config", "show", "--json",
+    result = run_cli("config", "show", "--json",
                   env={"CLICKHOUSE_URL": "http://bi:s3cret-pw@ch.example:8123"})
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
@@ -44,7 +34,7 @@ def test_config_show_masks_secrets() -> None:
 ])
 def test_invalid_configuration_exits_2_with_one_line(variable: str, value: str,
                                                        named: str) -> None:
-    result = _run("config", "show", env={variable: value})
+    result = run_cli("config", "show", env={variable: value})
     assert result.returncode == 2
     assert named in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -75,36 +65,20 @@ def test_session_lookup_asks_the_sink_that_holds_chdb(broker: EmbeddedBroker, na
                      value=Codec().encode_session(_session("EV-000000042"),
                                                   topics.sessions_completed))
     producer.flush(10)
-    sink = subprocess.Popen([sys.executable, "-m", "chargewatch", "sink"],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert time.monotonic() < deadline, "sink never wrote the session"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if json.load(r)["rows_written"] >= 1:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.3)
-        found = _run("session", "EV-000000042", "--json", env=env)
+    with running_sink(env, port, rows=1):
+        found = run_cli("session", "EV-000000042", "--json", env=env)
         assert found.returncode == 0, found.stderr
         record = json.loads(found.stdout)
         assert record["station_id"] == "CS-0042"
         assert Decimal(record["cost"]) == Decimal("9.00")
-        missing = _run("session", "EV-404", env=env)
+        missing = run_cli("session", "EV-404", env=env)
         assert missing.returncode == 1
         assert "no session 'EV-404'" in missing.stderr
-    finally:
-        sink.terminate()
-        sink.wait(timeout=30)
 
 
 def test_simulate_with_chaos_writes_the_expected_outcome(tmp_path: Path) -> None:
     truth, events = tmp_path / "truth.jsonl", tmp_path / "events.jsonl"
-    result = _run("simulate", "--stations", "10", "--hours", "12", "--chaos", "0.5",
+    result = run_cli("simulate", "--stations", "10", "--hours", "12", "--chaos", "0.5",
                   "--no-publish", "--truth", str(truth), "--events", str(events))
     assert result.returncode == 0, result.stderr
     expected = [json.loads(line) for line in truth.read_text().splitlines()]
@@ -115,5 +89,5 @@ def test_simulate_with_chaos_writes_the_expected_outcome(tmp_path: Path) -> None
 
     lines = events.read_text().splitlines()
     assert [parse_event_line(line, n).event_id for n, line in enumerate(lines[:50], 1)]
-    bad = _run("simulate", "--chaos", "2", "--no-publish", "--truth", str(truth))
+    bad = run_cli("simulate", "--chaos", "2", "--no-publish", "--truth", str(truth))
     assert bad.returncode == 2 and "--chaos" in bad.stderr

@@ -182,7 +182,7 @@ def test_a_restarted_gateway_still_knows_the_open_transactions(broker: EmbeddedB
                                                                namespace: str) -> None:
     """A 1.6 StopTransaction names no connector: a gateway started after the start was seen
     reads it from the transactions topic instead of dead-lettering the stop."""
-    from processors.agents import read_to_end
+    from chargewatch.topics import read_to_end
     from producers.ocpp_transactions import states_from_records
 
     topics = Topics(namespace)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from chargewatch.embedded import free_port
 from sinks.access import password_hash
 from sinks.clickhouse import connect
 from sinks.errors import ClickHouseUnavailable
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +31,6 @@ def _env(url: str, **extra: str) -> dict[str, str]:
             "CHARGEWATCH_CLICKHOUSE__SINK_PASSWORD": SINK_PW, **extra}
 
 
-def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chargewatch", *args], capture_output=True,
-                          text=True, timeout=60, env=env, check=False)
-
-
 def _assert_clean(text: str) -> None:
     for secret in SECRETS:
         assert secret not in text
@@ -48,7 +42,7 @@ def _assert_clean(text: str) -> None:
 def test_failed_connection_never_prints_the_password(log_format: str) -> None:
     url = f"http://admin:{URL_PW}@127.0.0.1:{free_port()}"
     for command in (("migrate",), ("grant",)):
-        done = _run(*command, env=_env(url, CHARGEWATCH_LOG_FORMAT=log_format))
+        done = run_cli(*command, env=_env(url, CHARGEWATCH_LOG_FORMAT=log_format))
         assert done.returncode == 1, done.stderr
         assert "cannot connect to ClickHouse at http://admin:***@127.0.0.1" in done.stderr
         _assert_clean(done.stdout + done.stderr)
@@ -65,8 +59,8 @@ def test_failed_connection_log_records_hold_no_password(
 
 def test_config_show_masks_every_secret() -> None:
     env = _env(f"https://admin:{URL_PW}@ch.example:8443")
-    table = _run("config", "show", env=env)
-    as_json = _run("config", "show", "--json", env=env)
+    table = run_cli("config", "show", env=env)
+    as_json = run_cli("config", "show", "--json", env=env)
     assert table.returncode == as_json.returncode == 0, table.stderr + as_json.stderr
     shown = json.loads(as_json.stdout)["clickhouse"]
     assert shown["url"] == "https://admin:***@ch.example:8443"
@@ -76,7 +70,7 @@ def test_config_show_masks_every_secret() -> None:
 
 def test_grant_failure_names_the_statement_not_the_secret(tmp_path: Path) -> None:
     """chDB refuses CREATE USER (no writable access storage): the error path is real."""
-    done = _run("grant", env=_env(f"chdb://{tmp_path / 'chdb'}"))
+    done = run_cli("grant", env=_env(f"chdb://{tmp_path / 'chdb'}"))
     assert done.returncode == 1
     assert "CREATE ROLE IF NOT EXISTS chargewatch_bi: " in done.stderr
     assert "Not enough privileges" in done.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -15,8 +15,6 @@ from chargewatch.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import ChargingSession, SessionState
 from sinks.batches import Intent
-from sinks.clickhouse import connect
-from sinks.migrate import migrate
 from sinks.runner import SinkRunner
 
 pytestmark = pytest.mark.integration
@@ -24,14 +22,6 @@ pytestmark = pytest.mark.integration
 
 class Crash(Exception):
     """Stands for the process dying at a chosen step."""
-
-
-@pytest.fixture
-def client(chdb_url: str, database: str) -> Iterator[Client]:
-    opened = connect(chdb_url)
-    migrate(opened, database)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

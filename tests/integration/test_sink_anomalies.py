@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-
 import pytest
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
@@ -13,21 +10,12 @@ from chargewatch.embedded import EmbeddedBroker
 from chargewatch.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import Anomaly, Severity
-from sinks.clickhouse import connect
-from sinks.migrate import migrate
 from sinks.runner import SinkRunner
+from tests.integration.test_sink import run_until_idle
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_795_400_000_000
-
-
-@pytest.fixture
-def client(chdb_url: str, database: str) -> Iterator[Client]:
-    opened = connect(chdb_url)
-    migrate(opened, database)
-    yield opened
-    opened.close()
 
 
 def anomaly(i: int) -> Anomaly:
@@ -39,16 +27,6 @@ def anomaly(i: int) -> Anomaly:
         session_id=None if i % 2 else f"S-{i}", detected_ms=T0 + i,
         message=f"CS-{i % 4}/{1 + i % 2}: connector faulted: E{i}",
         evidence={"status": "Faulted", "error_code": f"E{i}"})
-
-
-def run_until_idle(sink: SinkRunner, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not sink.caught_up():
-            assert time.monotonic() < deadline, f"sink not caught up: {sink.stats}"
-            sink.poll_once(0.1)
-    finally:
-        sink.close()
 
 
 def test_anomalies_land_once(broker: EmbeddedBroker, namespace: str, client: Client,
