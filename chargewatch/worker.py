@@ -20,8 +20,13 @@ def run_worker(settings: Settings, bootstrap_servers: str) -> None:
     """Run the processor worker until it is told to stop (SIGTERM or Ctrl-C)."""
     from faust.worker import Worker
 
+    from chargewatch.kafka_config import client_config
+    from chargewatch.topics import Topics, ensure_topics
     from processors.app import create_app
 
+    # The outputs go through librdkafka (processors/outbox.py), which creates no topics.
+    ensure_topics(client_config(settings.kafka, bootstrap_servers),
+                  Topics(settings.kafka.namespace), settings.kafka.partitions)
     app = create_app(settings, bootstrap_servers)
     worker = Worker(app, loglevel=logging.getLevelName(settings.log_level), quiet=True,
                     redirect_stdouts=False,

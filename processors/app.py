@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import faust
 from faust.types import TP, EventT
@@ -33,6 +33,7 @@ from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessag
 from processors.faust_transport import TunedApp
 from processors.health import WorkerHealth, register_health
 from processors.intake import Intake
+from processors.outbox import Outbox
 from processors.session_ids import IdTemplate
 from processors.status import StatusHistory
 from processors.stitcher import SessionStitcher, StitcherConfig
@@ -92,15 +93,6 @@ def create_app(settings: Settings, bootstrap_servers: str,
     codec = Codec(settings.kafka.schema_registry_url)
     meter_events = app.topic(topics.meter_events, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
-    updates_topic = app.topic(topics.session_updates, key_serializer="raw",
-                              value_serializer="raw")
-    completed_topic = app.topic(topics.sessions_completed, key_serializer="raw",
-                                value_serializer="raw")
-    dead_letters_topic = app.topic(topics.dead_letters, key_serializer="raw",
-                                   value_serializer="raw")
-    anomalies_topic = app.topic(topics.anomalies, key_serializer="raw", value_serializer="raw")
-    status_topic = app.topic(topics.connector_status, key_serializer="raw",
-                             value_serializer="raw")
     stations = app.Table("station-state", partitions=settings.kafka.partitions,
                          key_type=bytes, value_type=bytes)
     stitcher = build_stitcher(settings)
@@ -120,37 +112,28 @@ def create_app(settings: Settings, bootstrap_servers: str,
     async def on_revoked(sender: object, revoked: set[TP], **_: object) -> None:
         store.forget(tp.partition for tp in revoked if tp.topic == topics.meter_events)
 
+    outbox = Outbox(client_config(settings.kafka, bootstrap_servers))
+
     async def publish(out: BatchOutput) -> None:
-        metrics.published.labels(topics.sessions_completed).inc(len(out.completed))
-        metrics.published.labels(topics.session_updates).inc(len(out.updates))
-        metrics.published.labels(topics.dead_letters).inc(len(out.dead_letters))
-        metrics.published.labels(topics.anomalies).inc(len(out.anomalies))
-        pending: list[Awaitable[object]] = []
-        for session in out.completed:
-            pending.append(await completed_topic.send(
-                key=session.session_id.encode(),
-                value=codec.encode_session(session, topics.sessions_completed), force=True))
-        for session in out.updates:
-            pending.append(await updates_topic.send(
-                key=session.session_id.encode(),
-                value=codec.encode_session(session, topics.session_updates), force=True))
-        for letter in out.dead_letters:
-            pending.append(await dead_letters_topic.send(
-                key=letter.original_key,
-                value=codec.encode_dead_letter(letter, topics.dead_letters), force=True))
-        for anomaly in out.anomalies:
-            pending.append(await anomalies_topic.send(
-                key=anomaly.station_id.encode(),
-                value=codec.encode_anomaly(anomaly, topics.anomalies), force=True))
-        # connector-status: the status history (processors/status.py)
-        metrics.published.labels(topics.connector_status).inc(len(out.statuses))
-        for status in out.statuses:
-            pending.append(await status_topic.send(
-                key=status.station_id.encode(),
-                value=codec.encode_connector_status(status, topics.connector_status),
-                force=True))
-        if pending:
-            await asyncio.gather(*pending)
+        """Every output of a batch, acknowledged by Kafka when this returns."""
+        outputs = (
+            (topics.sessions_completed, out.completed,
+             lambda s: (s.session_id.encode(), codec.encode_session(s, topics.sessions_completed))),
+            (topics.session_updates, out.updates,
+             lambda s: (s.session_id.encode(), codec.encode_session(s, topics.session_updates))),
+            (topics.dead_letters, out.dead_letters,
+             lambda d: (d.original_key, codec.encode_dead_letter(d, topics.dead_letters))),
+            (topics.anomalies, out.anomalies,
+             lambda a: (a.station_id.encode(), codec.encode_anomaly(a, topics.anomalies))),
+            (topics.connector_status, out.statuses,
+             lambda c: (c.station_id.encode(),
+                        codec.encode_connector_status(c, topics.connector_status))),
+        )
+        for topic, records, encode in outputs:
+            metrics.published.labels(topic).inc(len(records))
+            for record in records:
+                outbox.send(topic, *encode(record))
+        await outbox.flush()
 
     def assigned() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment()

@@ -81,6 +81,10 @@ class BatchProcessor:
         self._clock_ms = clock_ms
         self._processed_wall_ms: dict[str, int] = {}
         """When this worker last applied an event of each station (wall clock, memory only)."""
+        self._saved: dict[str, tuple[bytes, StationState]] = {}
+        """Each station's state object as this processor last encoded it, reused while the
+        store still holds those bytes: decoding every touched state per batch cost more
+        than stitching its events. One entry per station, replaced on every save."""
 
     def process(
         self, messages: Sequence[RawMessage], load_state: Callable[[str], bytes | None]
@@ -102,8 +106,7 @@ class BatchProcessor:
                 out.counts.events_read += 1
                 station = event.station_id
                 if station not in states:
-                    blob = load_state(station) if station else None
-                    states[station] = StationState.from_bytes(blob) if blob else None
+                    states[station] = self._load(station, load_state)
                 result = stitcher.apply(states[station], event,
                                         EventPosition(message.partition, message.offset, index))
                 if result.duplicate:
@@ -135,12 +138,24 @@ class BatchProcessor:
             running = stitcher.snapshot(state, connector_id) if state else None
             if running is not None:
                 out.updates.append(running)
-        out.states = {
-            station: (partitions[station], state.to_bytes())
-            for station, state in states.items()
-            if state is not None and station and station in partitions
-        }
+        for station, state in states.items():
+            if state is not None and station and station in partitions:
+                blob = state.to_bytes()
+                out.states[station] = (partitions[station], blob)
+                self._saved[station] = (blob, state)
         return out
+
+    def _load(self, station: str,
+              load_state: Callable[[str], bytes | None]) -> StationState | None:
+        """The station's state as stored; the object is taken out of `_saved`, so one that
+        a batch changes but does not save is decoded afresh next time."""
+        blob = load_state(station) if station else None
+        saved = self._saved.pop(station, None)
+        if blob is None:
+            return None
+        if saved is not None and saved[0] == blob:
+            return saved[1]
+        return StationState.from_bytes(blob)
 
     def expire(self, states: Iterable[tuple[str, bytes]], now_wall_ms: int) -> BatchOutput:
         """Close sessions that inactivity ended, over every station state this worker holds.

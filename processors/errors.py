@@ -20,3 +20,7 @@ class PositionOutOfRange(ProcessorError, ValueError):
 
 class StateDecodeError(ProcessorError, ValueError):
     """Serialized station state that this version cannot read."""
+
+
+class PublishFailed(ProcessorError):
+    """Kafka did not take a batch's outputs: the batch fails and is replayed, not acked."""

@@ -125,7 +125,7 @@ def close_chain(meter: Meter, tariff: Tariff, dimension: int) -> Decimal:
         if step:
             blocks = (chain.volume / step).to_integral_value(rounding=ROUND_CEILING)
             surplus = blocks * step - chain.volume
-            meter.periods[chain.period].surplus[dimension] += surplus
+            meter.periods[chain.period].add_surplus(dimension, surplus)
     chain.volume, chain.period, chain.element = _ZERO, NONE, NONE
     return surplus
 
@@ -149,7 +149,7 @@ def _waive_tail(meter: Meter) -> None:
         if not left:
             break
         take = min(left, Decimal(period.parking_ms) + period.surplus[2])
-        period.surplus[2] -= take
+        period.add_surplus(2, -take)
         left -= take
 
 

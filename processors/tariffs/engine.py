@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from processors.tariffs.clock import boundary_seconds, local, local_match, next_boundary
 from processors.tariffs.cost import Cost, close_chain, price_meter
-from processors.tariffs.meter import MAX_PERIODS, NONE, Meter, Period
+from processors.tariffs.meter import MAX_PERIODS, NONE, Meter, Period, shared_elements
 from processors.tariffs.model import Dimension, Restrictions, Tariff, TariffBook
 
 _ZERO = Decimal(0)
@@ -219,7 +219,7 @@ def _period(meter: Meter, start: int, active: tuple[int, ...]) -> int:
         for index in range(len(periods) - 1, -1, -1):
             if periods[index].elements == active:
                 return index
-    periods.append(Period(start, (active[0], active[1], active[2])))
+    periods.append(Period(start, shared_elements(active[0], active[1], active[2])))
     return len(periods) - 1
 
 

@@ -20,6 +20,15 @@ NONE = -1
 """No element prices this dimension here (free)."""
 
 _ZERO = Decimal(0)
+_NO_SURPLUS = (_ZERO, _ZERO, _ZERO)
+_ELEMENTS: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+
+
+def shared_elements(energy: int, time: int, parking: int) -> tuple[int, int, int]:
+    """One tuple per combination of active elements (a tariff has few), shared by every
+    period that has it: periods are what open sessions are made of."""
+    elements = (energy, time, parking)
+    return _ELEMENTS.setdefault(elements, elements)
 
 
 @dataclass(slots=True)
@@ -31,9 +40,15 @@ class Period:
     energy_wh: Decimal = _ZERO
     charging_ms: int = 0
     parking_ms: int = 0
-    surplus: list[Decimal] = field(default_factory=lambda: [_ZERO, _ZERO, _ZERO])
+    surplus: tuple[Decimal, Decimal, Decimal] = _NO_SURPLUS
     """Step-size rounding billed on top of the metered volumes (Wh, ms, ms); may be
-    negative for parking waived under the charging step (see engine)."""
+    negative for parking waived under the charging step (see engine). A tuple, replaced
+    when it changes: most periods never get one and share the zeros (memory per session)."""
+
+    def add_surplus(self, dimension: int, amount: Decimal) -> None:
+        changed = list(self.surplus)
+        changed[dimension] += amount
+        self.surplus = (changed[0], changed[1], changed[2])
 
     def pack(self) -> list[Any]:
         row: list[Any] = [self.start_ms, *self.elements, str(self.energy_wh),
@@ -44,8 +59,11 @@ class Period:
 
     @classmethod
     def unpack(cls, row: list[Any]) -> Period:
-        surplus = [Decimal(s) for s in row[7]] if len(row) > 7 else [_ZERO, _ZERO, _ZERO]
-        return cls(row[0], (row[1], row[2], row[3]), Decimal(row[4]), row[5], row[6], surplus)
+        surplus = _NO_SURPLUS
+        if len(row) > 7:
+            surplus = (Decimal(row[7][0]), Decimal(row[7][1]), Decimal(row[7][2]))
+        return cls(row[0], shared_elements(row[1], row[2], row[3]), Decimal(row[4]), row[5],
+                   row[6], surplus)
 
 
 @dataclass(slots=True)
@@ -76,7 +94,7 @@ class Meter:
         return Meter(self.tariff_id, self.start_ms, self.cursor_ms, self.energy_wh,
                      self.tail_ms,
                      [Period(p.start_ms, p.elements, p.energy_wh, p.charging_ms, p.parking_ms,
-                             list(p.surplus)) for p in self.periods],
+                             p.surplus) for p in self.periods],
                      [Chain(c.volume, c.period, c.element) for c in self.chains])
 
     def pack(self) -> list[Any]:

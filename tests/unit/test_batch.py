@@ -108,6 +108,33 @@ def test_wall_clock_net_counts_worker_time_not_the_age_of_replayed_events() -> N
     assert closed.state == SessionState.INCOMPLETE
 
 
+def test_a_state_changed_behind_the_processor_is_read_from_the_store() -> None:
+    """The processor reuses the state objects it saved only while the store holds the
+    same bytes: here the expiry timer closed the session in between, so the next batch
+    must see the closed session (as a fresh processor on the same store does)."""
+    processor = _processor()
+    states: dict[str, bytes] = {}
+
+    def run(target: BatchProcessor, offset: int, minute: int, energy: float, seq: int):
+        message = _message(offset, [_event("CS-1", EventKind.METER, minute, energy, seq)])
+        return target.process([message], states.get)
+
+    opened = processor.process([_message(0, [_event("CS-1", EventKind.STARTED, 0, 1e6, 0)])],
+                               states.get)
+    states.update({station: blob for station, (_, blob) in opened.states.items()})
+    unchanged = run(processor, 1, 1, 1e6 + 180, 1)
+    assert unchanged.states == run(_processor(), 1, 1, 1e6 + 180, 1).states
+    states.update({station: blob for station, (_, blob) in unchanged.states.items()})
+    expired = processor.expire(states.items(), now_wall_ms=T0 + 24 * HOUR)
+    assert [s.state for s in expired.completed] == [SessionState.INCOMPLETE]
+    states.update({station: blob for station, (_, blob) in expired.states.items()})
+
+    late, fresh = run(processor, 2, 2, 1e6 + 360, 2), run(_processor(), 2, 2, 1e6 + 360, 2)
+
+    assert late.states == fresh.states
+    assert late.updates == fresh.updates
+
+
 @pytest.mark.parametrize(("field", "value"), [("receive_time_ms", -1),
                                               ("receive_time_ms", 5_000_000_000_000),
                                               ("event_time_ms", 9_000_000_000_000)])
