@@ -33,8 +33,8 @@ from chargewatch.settings import Settings, load_settings
 from chargewatch.stack import LocalStack
 from chargewatch.topics import Topics, ensure_topics
 from chargewatch.worker import write_config
-from processors.app import build_stitcher
 from processors.state import StationState
+from processors.stitching_process import build_stitcher
 from producers.simulator import simulate
 from schemas.codec import Codec
 from schemas.records import ChargingSession, EventKind, EventPosition, MeterEvent, SessionState

@@ -21,7 +21,10 @@ from chargewatch.topics import read_to_end
 
 
 class StationStore:
-    """Reads and writes station states; each key's changelog record goes to its own partition."""
+    """The worker's station states: read from the changelog, kept after each batch.
+
+    The changelog records themselves are written by the stitching process
+    (processors/stitching_process.py), each to its station's own partition."""
 
     def __init__(self, table: Any, kafka_conf: dict[str, Any]) -> None:
         self._table = table
@@ -33,10 +36,12 @@ class StationStore:
         """Partitions taken away by a rebalance must be read again if they come back."""
         self._loaded.difference_update(partitions)
 
-    async def ensure_loaded(self, partitions: set[int]) -> None:
+    async def ensure_loaded(
+            self, partitions: set[int]) -> dict[bytes, tuple[int, bytes | None]]:
+        """Read the partitions not read yet; returns what was read (None: deleted)."""
         missing = partitions - self._loaded
         if not missing:
-            return
+            return {}
         topic = self._table.changelog_topic.get_topic_name()
         records = await asyncio.get_running_loop().run_in_executor(
             None, read_to_end, self._kafka_conf, topic, sorted(missing))
@@ -49,6 +54,7 @@ class StationStore:
                 data[key] = value
                 self._partition_of[key] = partition
         self._loaded |= missing
+        return records
 
     def get(self, station_id: str) -> bytes | None:
         value = self._table.data.get(station_id.encode())
@@ -61,8 +67,12 @@ class StationStore:
         return [(bytes(k).decode(), bytes(v)) for k, v in self._table.data.items()
                 if partition_of.get(bytes(k), -1) in loaded]
 
+    @property
+    def changelog(self) -> str:
+        return str(self._table.changelog_topic.get_topic_name())
+
     def put(self, station_id: str, partition: int, blob: bytes) -> None:
+        """Keep a state the stitching process already wrote to the changelog."""
         key = station_id.encode()
         self._table.data[key] = blob
         self._partition_of[key] = partition
-        self._table.send_changelog(partition, key, blob)

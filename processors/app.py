@@ -1,14 +1,17 @@
 """The Faust app: topics, the station-state table and the stitching agent.
 
-A thin adapter: everything the agent decides comes from `BatchProcessor`; this module only
-moves bytes between Kafka, the changelog-backed table and that processor.
+A thin adapter: everything the agent decides comes from `BatchProcessor`, which runs in a
+child process (processors/stitching_process.py) so that it works on one batch while the
+agent reads the next; this module only moves bytes between Kafka, the changelog-backed
+table and that process.
 
 Order per batch, which is what makes a crash at any instant safe: (1) publish the batch's
-outputs and wait until Kafka has them, (2) write each changed station state to the table,
-its changelog record going to the station's own partition, (3) Faust commits the offsets
-later. A crash before (2) replays the batch and republishes the same records (same IDs,
-same versions: the sink and ClickHouse deduplicate them); a crash after (2) finds every
-event already applied, because the state remembers its last applied position.
+outputs and wait until Kafka has them, (2) write each changed station state to the
+changelog, to the station's own partition, and wait again, (3) keep the states in the
+table and ack the batch's events, whose offsets Faust commits later. A crash before (2)
+replays the batch and republishes the same records (same IDs, same versions: the sink and
+ClickHouse deduplicate them); a crash after (2) finds every event already applied,
+because the state remembers its last applied position.
 """
 
 from __future__ import annotations
@@ -28,33 +31,14 @@ from chargewatch.metrics import ProcessorMetrics
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
 from processors.agents import StationStore
-from processors.anomalies import AnomalyDetector
-from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessage
+from processors.batch import BatchCounts, RawMessage
 from processors.faust_transport import TunedApp
 from processors.health import WorkerHealth, register_health
 from processors.intake import Intake
-from processors.outbox import Outbox
-from processors.session_ids import IdTemplate
-from processors.status import StatusHistory
-from processors.stitcher import SessionStitcher, StitcherConfig
+from processors.stitching_process import Done, StitchingProcess, build_stitcher
 from processors.web import register_views
-from schemas.codec import Codec
 
 log = logging.getLogger("chargewatch.processor")
-
-
-def stitcher_config(settings: Settings) -> StitcherConfig:
-    return StitcherConfig(
-        partitions=settings.kafka.partitions,
-        id_template=IdTemplate.parse(settings.processor.id_template),
-        tariff=settings.pricing(),
-        rules=settings.stitch_rules(),
-        registry=settings.station_registry(),
-    )
-
-
-def build_stitcher(settings: Settings) -> SessionStitcher:
-    return SessionStitcher(stitcher_config(settings))
 
 
 BatchHook = Callable[[BatchCounts, float], None]
@@ -90,19 +74,13 @@ def create_app(settings: Settings, bootstrap_servers: str,
         web_host="127.0.0.1",
         fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
     )
-    codec = Codec(settings.kafka.schema_registry_url)
     meter_events = app.topic(topics.meter_events, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
     stations = app.Table("station-state", partitions=settings.kafka.partitions,
                          key_type=bytes, value_type=bytes)
     stitcher = build_stitcher(settings)
-    processor = BatchProcessor(stitcher, codec.decode_meter_events,
-                               lambda: int(time.time() * 1000),
-                               AnomalyDetector(settings.anomaly_rules(),
-                                               registry=settings.station_registry()),
-                               StatusHistory(settings.stitch_rules()))
-
     store = StationStore(stations, client_config(settings.kafka, bootstrap_servers))
+    stitching = StitchingProcess(settings, bootstrap_servers, store.changelog)
     register_views(app, store, stitcher, topics)
     metrics = ProcessorMetrics()
     health = WorkerHealth(stall_s=settings.processor.stall_s)
@@ -110,37 +88,26 @@ def create_app(settings: Settings, bootstrap_servers: str,
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: object, revoked: set[TP], **_: object) -> None:
-        store.forget(tp.partition for tp in revoked if tp.topic == topics.meter_events)
+        partitions = [tp.partition for tp in revoked if tp.topic == topics.meter_events]
+        store.forget(partitions)
+        async with state_lock:
+            await stitching.forget(partitions)
 
-    outbox = Outbox(client_config(settings.kafka, bootstrap_servers))
+    def count_published(done: Done) -> None:
+        for topic, records in done.published.items():
+            metrics.published.labels(topic).inc(records)
 
-    async def publish(out: BatchOutput) -> None:
-        """Every output of a batch, acknowledged by Kafka when this returns."""
-        outputs = (
-            (topics.sessions_completed, out.completed,
-             lambda s: (s.session_id.encode(), codec.encode_session(s, topics.sessions_completed))),
-            (topics.session_updates, out.updates,
-             lambda s: (s.session_id.encode(), codec.encode_session(s, topics.session_updates))),
-            (topics.dead_letters, out.dead_letters,
-             lambda d: (d.original_key, codec.encode_dead_letter(d, topics.dead_letters))),
-            (topics.anomalies, out.anomalies,
-             lambda a: (a.station_id.encode(), codec.encode_anomaly(a, topics.anomalies))),
-            (topics.connector_status, out.statuses,
-             lambda c: (c.station_id.encode(),
-                        codec.encode_connector_status(c, topics.connector_status))),
-        )
-        for topic, records, encode in outputs:
-            metrics.published.labels(topic).inc(len(records))
-            for record in records:
-                outbox.send(topic, *encode(record))
-        await outbox.flush()
+    async def load_states(partitions: set[int]) -> None:
+        """Read what the changelog holds for partitions not yet read, and hand it to the
+        stitching process too."""
+        await stitching.load(await store.ensure_loaded(partitions))
 
     def assigned() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment()
                 if tp.topic == topics.meter_events}
 
-    def save_states(out: BatchOutput) -> None:
-        for station_id, (partition, blob) in out.states.items():
+    def save_states(done: Done) -> None:
+        for station_id, (partition, blob) in done.states.items():
             store.put(station_id, partition, blob)
 
     dead_letters = _Tally()
@@ -173,11 +140,11 @@ def create_app(settings: Settings, bootstrap_servers: str,
         messages = [_raw(event) for event in events]
         async with state_lock:
             # Every assigned partition at once: one changelog read, not one per partition.
-            await store.ensure_loaded(assigned() | {message.partition for message in messages})
-            out = processor.process(messages, store.get)
-            await publish(out)
-            save_states(out)
-        counts = out.counts
+            await load_states(assigned() | {message.partition for message in messages})
+            done = await stitching.process(messages)
+            save_states(done)
+        count_published(done)
+        counts = done.counts
         metrics.messages.inc(counts.messages)
         metrics.events.labels("used").inc(counts.events_used)
         metrics.events.labels("duplicate").inc(counts.duplicates)
@@ -197,17 +164,14 @@ def create_app(settings: Settings, bootstrap_servers: str,
         """Close sessions whose stop never came (inactivity, DESIGN.md's missing stop)."""
         now_ms = int(time.time() * 1000)
         async with state_lock:
-            await store.ensure_loaded(assigned())
-            out = processor.expire(store.items(), now_ms)
-            window_ms = int(settings.processor.expire_every_s * 1000)
-            spike = processor.dead_letter_spike(dead_letters.take(), window_ms, now_ms)
-            if spike is not None:
-                out.anomalies.append(spike)
-            await publish(out)
-            save_states(out)
-        metrics.expired.inc(len(out.completed))
-        if out.completed:
-            log.info("expired %d inactive sessions", len(out.completed))
+            await load_states(assigned())
+            done = await stitching.expire(now_ms, dead_letters.take(),
+                                          int(settings.processor.expire_every_s * 1000))
+            save_states(done)
+        count_published(done)
+        metrics.expired.inc(done.completed)
+        if done.completed:
+            log.info("expired %d inactive sessions", done.completed)
 
     @app.task
     async def quiet_root_logger() -> None:

@@ -24,3 +24,7 @@ class StateDecodeError(ProcessorError, ValueError):
 
 class PublishFailed(ProcessorError):
     """Kafka did not take a batch's outputs: the batch fails and is replayed, not acked."""
+
+
+class StitchingFailed(ProcessorError):
+    """The stitching process failed a request or is gone: the batch must not be acked."""

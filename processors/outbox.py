@@ -1,16 +1,15 @@
-"""The worker's outputs go to Kafka through librdkafka, not through Faust's producer.
+"""The stitcher's outputs go to Kafka through librdkafka, not through Faust's producer.
 
 Faust's `Topic.send` costs ~30 µs of Python per record (futures, callbacks, aiokafka's
 accumulator) and its producer buffer makes every consumed message wait for it to ebb; a
 batch publishes one running update per touched session, so that cost grew with the
-stations a batch touched. librdkafka batches in C; a batch hands it every record, then
-waits once, off the event loop, until the broker has them all (`flush`). A record the
-broker refuses fails the batch, which then is not acked (processors/app.py).
+stations a batch touched. librdkafka batches in C: a batch hands it every record, then
+waits once until the broker has them all (`flush`). A record the broker refuses fails
+the batch, which then is not acked (processors/app.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -34,22 +33,25 @@ class Outbox:
         self._timeout = flush_timeout_s
         self._error: str | None = None
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Hand one record to librdkafka, serving delivery reports while its queue is full."""
+    def send(self, topic: str, key: bytes | None, value: bytes,
+             partition: int | None = None) -> None:
+        """Hand one record to librdkafka (to `partition`, or the key's), serving delivery
+        reports while its queue is full."""
+        where = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value, key, on_delivery=self._on_delivery,
+                                       **where)
                 return
             except BufferError:
                 self._producer.poll(0.05)
 
-    async def flush(self) -> None:
+    def flush(self) -> None:
         """Wait until the broker acknowledged every record sent so far.
 
         Raises PublishFailed when one was refused or the wait timed out.
         """
-        left = await asyncio.get_running_loop().run_in_executor(
-            None, self._producer.flush, self._timeout)
+        left = self._producer.flush(self._timeout)
         error, self._error = self._error, None
         if error is not None:
             raise PublishFailed(f"Kafka refused an output record: {error}")

@@ -117,14 +117,15 @@ class Codec:
     # -- framing -------------------------------------------------------------------------
 
     def _write(self, schema: SchemaVersion, datum: dict[str, Any], subject: str) -> bytes:
-        buf = BytesIO()
         if self._registry is None:
-            buf.write(SINGLE_OBJECT_MAGIC)
-            buf.write(schema.fingerprint)
+            header = SINGLE_OBJECT_MAGIC + schema.fingerprint
         else:
-            buf.write(CONFLUENT_MAGIC)
-            buf.write(self._registry.schema_id(subject, schema).to_bytes(4, "big"))
+            header = CONFLUENT_MAGIC + self._registry.schema_id(subject, schema).to_bytes(4, "big")
         try:
+            if schema.write is not None:
+                return header + schema.write(datum)
+            buf = BytesIO(header)
+            buf.seek(len(header))
             schemaless_writer(buf, schema.parsed, datum)
         except Exception as exc:  # fastavro raises TypeError/ValueError/AttributeError alike
             raise EncodeError(f"cannot encode {schema.label}: {type(exc).__name__}: {exc}") from exc

@@ -24,6 +24,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, Schema
 from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.avro_writer import FastWriter, compile_writer
 from schemas.errors import DecodeError, RegistryError, SchemaCatalogError
 
 SCHEMA_DIR = Path(__file__).resolve().parent
@@ -48,6 +49,8 @@ class SchemaVersion:
     """CRC-64-AVRO of the Parsing Canonical Form, little-endian (as single-object encoding)."""
     read: FastReader | None
     """Reads a body written with exactly this schema; None where the schema needs fastavro."""
+    write: FastWriter | None
+    """Writes a body with this schema; None where the schema needs fastavro."""
 
 
 def _load(text: str, version: int, label: str | None = None) -> SchemaVersion:
@@ -64,6 +67,7 @@ def _load(text: str, version: int, label: str | None = None) -> SchemaVersion:
         parsed=parsed,
         fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
         read=compile_reader(raw),
+        write=compile_writer(raw),
     )
 
 

@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from chargewatch.settings import Settings
-from processors.app import stitcher_config
 from processors.stitcher import stitch_log
+from processors.stitching_process import stitcher_config
 from producers.truth import TrueSession
 from schemas.codec import Codec
 from schemas.records import EventPosition, MeterEvent

@@ -1,7 +1,8 @@
 """The processors' pure core imports no engine: no Faust, Kafka client or ClickHouse client.
 
 Each module is imported in a fresh interpreter, so one module's imports cannot hide or
-pollute another's; only the agent files (app.py, agents.py, faust_transport.py, outbox.py) may touch
+pollute another's; only the agent files (app.py, agents.py, faust_transport.py, outbox.py,
+stitching_process.py) may touch
 the engines.
 """
 
@@ -17,7 +18,8 @@ import pytest
 pytestmark = pytest.mark.unit
 
 FORBIDDEN = ("faust", "aiokafka", "confluent_kafka", "clickhouse_connect", "chdb")
-AGENT_FILES = {"app.py", "agents.py", "faust_transport.py", "outbox.py"}
+AGENT_FILES = {"app.py", "agents.py", "faust_transport.py", "outbox.py",
+               "stitching_process.py"}
 PROCESSORS = Path(__file__).resolve().parents[2] / "processors"
 
 _PROBE = """
