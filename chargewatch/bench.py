@@ -7,8 +7,11 @@ only iterates raw bytes. Run for 1 and for 20 events per message.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -18,6 +21,7 @@ import tracemalloc
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -131,7 +135,8 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
     latency (ms) of looking up open sessions by ID on the running worker's web view."""
     latencies: list[float] = []
     seen: list[str] = []
-    with LocalStack(settings, run_dir) as stack:
+    with LocalStack(settings, run_dir, with_sink=False) as stack, \
+            _sink_process(settings, stack.bootstrap_servers, run_dir):
         topics = stack.topics
         produced: dict[tuple[str, int], float] = {}
         codec = Codec()
@@ -178,6 +183,29 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
         reader.join(5)
         consumer.close()
     return latencies, lookups
+
+
+@contextlib.contextmanager
+def _sink_process(settings: Settings, bootstrap: str, run_dir: Path) -> Iterator[None]:
+    """`chargewatch sink` in a process of its own, as deployed: in this process it would
+    share the interpreter lock with the thread that times the updates."""
+    settings = settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap}),
+        "sink": settings.sink.model_copy(update={"web_port": free_port()})})
+    config = write_config(settings, run_dir / "sink-config.json")
+    with (run_dir / "sink.log").open("ab") as log:
+        sink = subprocess.Popen([sys.executable, "-m", "chargewatch", "sink"],
+                                env={**os.environ, "CHARGEWATCH_CONFIG": str(config)},
+                                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        try:
+            sink.wait(30)
+        except subprocess.TimeoutExpired:
+            sink.kill()
+            sink.wait()
 
 
 def _lookup_open(web_port: int, session_ids: list[str]) -> list[float]:

@@ -131,7 +131,7 @@ class Codec:
             raise EncodeError(f"cannot encode {schema.label}: {type(exc).__name__}: {exc}") from exc
         return buf.getvalue()
 
-    def _writer_of(self, data: bytes) -> tuple[SchemaVersion, int]:
+    def writer_of(self, data: bytes) -> tuple[SchemaVersion, int]:
         """The writer schema named by the header, and where the Avro body starts."""
         if not data:
             raise DecodeError("empty message")
@@ -164,7 +164,7 @@ class Codec:
         """Record name and datum of `data`, read into today's schema of that record."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise DecodeError(f"expected bytes, got {type(data).__name__}")
-        writer, start = self._writer_of(data)
+        writer, start = self.writer_of(data)
         if writer.name not in names:
             raise DecodeError(f"expected {' or '.join(names)}, got {writer.label}")
         reader = self._catalog.current(writer.name)

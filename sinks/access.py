@@ -59,13 +59,15 @@ BI_GRANTS: tuple[Grant, ...] = (
     Grant(("SELECT",), "stations"),
 )
 """The README's reporting tables and views. Not: session_updates (raw running state),
-sink_batches and schema_migrations (internal), dead_letters' original bytes."""
+sink_batches, session_updates_in and schema_migrations (internal), dead_letters' original
+bytes."""
 
 SINK_GRANTS: tuple[Grant, ...] = (
     Grant(("SELECT", "INSERT"), "charging_sessions"),
     Grant(("SELECT", "INSERT"), "dead_letters"),
     Grant(("SELECT", "INSERT"), "anomalies"),
     Grant(("SELECT", "INSERT"), "session_updates"),
+    Grant(("INSERT",), "session_updates_in"),
     Grant(("SELECT", "INSERT"), "sink_batches"),
     Grant(("SELECT", "INSERT"), "cdrs"),
     Grant(("SELECT", "INSERT"), "connector_status"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
@@ -9,7 +11,7 @@ from confluent_kafka import Producer
 from chargewatch.embedded import EmbeddedBroker
 from chargewatch.topics import Topics, ensure_topics
 from schemas.codec import Codec
-from schemas.records import Anomaly, Severity
+from schemas.records import Anomaly, ChargingSession, SessionState, Severity
 from sinks.runner import SinkRunner
 from tests.integration.test_sink import run_until_idle
 
@@ -62,33 +64,43 @@ def test_anomalies_land_once(broker: EmbeddedBroker, namespace: str, client: Cli
     assert letters == [("sink", topics.anomalies)]  # the bad message, dead-lettered and stored
 
 
+def _running(n: int, minute: int) -> ChargingSession:
+    return ChargingSession(
+        session_id=f"EV-{n:09d}", version=0, state=SessionState.OPEN,
+        station_id=f"CS-{n}", connector_id=1, transaction_id=str(n), id_tag=None,
+        vehicle_id=f"VIN{n}", start_ms=T0, end_ms=T0 + minute * 60_000,
+        meter_start_wh=1000.0, meter_end_wh=1000.0 + minute * 150,
+        energy_wh=minute * 150.0, soc_start_pct=20.0, soc_end_pct=20.0 + minute / 3,
+        max_power_w=9_000.0, avg_power_w=9_000.0, charging_ms=minute * 60_000,
+        plugged_ms=minute * 60_000, cost=Decimal(minute) / 10, currency="EUR",
+        event_count=minute + 1)
+
+
+_UPDATE_ROW = ("SELECT session_id, station_id, connector_id, transaction_id, vehicle_id, "
+               "toUnixTimestamp64Milli(start_time), toUnixTimestamp64Milli(updated_time), "
+               "energy_wh, soc_pct, power_w, cost, currency FROM {db}.session_updates FINAL "
+               "ORDER BY session_id")
+
+
+def _update_row(n: int, minute: int) -> tuple:
+    return (f"EV-{n:09d}", f"CS-{n}", 1, str(n), f"VIN{n}", T0, T0 + minute * 60_000,
+            minute * 150.0, pytest.approx(20.0 + minute / 3), 9_000.0, Decimal(minute) / 10,
+            "EUR")
+
+
 def test_session_updates_keep_the_latest_running_state(broker: EmbeddedBroker, namespace: str,
                                                        client: Client, database: str) -> None:
-    """session-updates → session_updates: the newest update of each open session wins."""
-    from decimal import Decimal
-
-    from schemas.records import ChargingSession, SessionState
-
+    """session-updates → session_updates (ClickHouse reads the Avro bodies, migration 0012):
+    every column lands, and the newest update of each open session wins."""
     topics = Topics(namespace)
     ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, partitions=2)
     codec = Codec()
-
-    def running(n: int, minute: int) -> ChargingSession:
-        return ChargingSession(
-            session_id=f"EV-{n:09d}", version=0, state=SessionState.OPEN,
-            station_id=f"CS-{n}", connector_id=1, transaction_id=str(n), id_tag=None,
-            vehicle_id=f"VIN{n}", start_ms=T0, end_ms=T0 + minute * 60_000,
-            meter_start_wh=1000.0, meter_end_wh=1000.0 + minute * 150,
-            energy_wh=minute * 150.0, soc_start_pct=20.0, soc_end_pct=20.0 + minute / 3,
-            max_power_w=9_000.0, avg_power_w=9_000.0, charging_ms=minute * 60_000,
-            plugged_ms=minute * 60_000, cost=Decimal(minute) / 10, currency="EUR",
-            event_count=minute + 1)
 
     producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
     for minute in (1, 3, 2):  # a late, older update must not win
         for n in range(3):
             producer.produce(topics.session_updates, key=f"EV-{n:09d}".encode(),
-                             value=codec.encode_session(running(n, minute),
+                             value=codec.encode_session(_running(n, minute),
                                                         topics.session_updates))
     assert producer.flush(30) == 0
     sink = SinkRunner({"bootstrap.servers": broker.bootstrap_servers,
@@ -96,8 +108,31 @@ def test_session_updates_keep_the_latest_running_state(broker: EmbeddedBroker, n
                       topics.sessions_completed, topics.dead_letters, client, database, codec,
                       batch_ms=200, updates_topic=topics.session_updates)
     run_until_idle(sink)
-    stored = client.query(
-        f"SELECT session_id, energy_wh, cost, toUnixTimestamp64Milli(updated_time) "
-        f"FROM {database}.session_updates FINAL ORDER BY session_id").result_rows
-    assert [tuple(r) for r in stored] == [
-        (f"EV-{n:09d}", 450.0, Decimal("0.3"), T0 + 180_000) for n in range(3)]
+    stored = client.query(_UPDATE_ROW.format(db=database)).result_rows
+    assert [tuple(r) for r in stored] == [_update_row(n, 3) for n in range(3)]
+
+
+def test_a_corrupt_update_is_dead_lettered_and_the_rest_of_its_batch_lands(
+        broker: EmbeddedBroker, namespace: str, client: Client, database: str) -> None:
+    """A body ClickHouse cannot read fails the Avro insert; the batch then goes through the
+    decoding path, which dead-letters that message and stores the others."""
+    topics = Topics(namespace)
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, partitions=1)
+    codec = Codec()
+    good = [codec.encode_session(_running(n, 2), topics.session_updates) for n in range(3)]
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for value in (good[0], good[1][:-9], good[1], b"\x00\x01not avro", good[2]):
+        producer.produce(topics.session_updates, key=b"k", value=value)
+    assert producer.flush(30) == 0
+    sink = SinkRunner({"bootstrap.servers": broker.bootstrap_servers,
+                       "group.id": f"{namespace}-sink"},
+                      topics.sessions_completed, topics.dead_letters, client, database, codec,
+                      batch_ms=200, updates_topic=topics.session_updates)
+    run_until_idle(sink)
+
+    stored = client.query(_UPDATE_ROW.format(db=database)).result_rows
+    assert [tuple(r) for r in stored] == [_update_row(n, 2) for n in range(3)]
+    letters = client.query(f"SELECT source_offset, error FROM {database}.dead_letters "
+                           "ORDER BY source_offset").result_rows
+    assert [offset for offset, _ in letters] == [1, 3]
+    assert "corrupt or truncated ChargingSession" in letters[0][1]
