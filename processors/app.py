@@ -122,7 +122,8 @@ def create_app(settings: Settings, bootstrap_servers: str,
         processing = asyncio.ensure_future(process_batches(stream, intake))
         try:
             async for event in stream.events():
-                await intake.put(event)
+                if not intake.offer(event):
+                    await intake.put(event)
         finally:
             processing.cancel()  # it finishes the batch in hand; the rest is not acked
             with contextlib.suppress(asyncio.CancelledError):

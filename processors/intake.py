@@ -36,15 +36,23 @@ class Intake(Generic[T]):
 
     async def put(self, item: T) -> None:
         """Add one item, waiting while `max_batch` items are already waiting."""
-        while len(self._items) >= self._max:
+        while not self.offer(item):
             self._room.clear()
             await self._room.wait()
-        if not self._items:
+
+    def offer(self, item: T) -> bool:
+        """Add one item if there is room (False: full, `put` waits for room). The reader's
+        usual path: no coroutine per item."""
+        items = self._items
+        if len(items) >= self._max:
+            return False
+        if not items:
             self._first_at = time.monotonic()
             self._ready.set()  # a waiting taker starts the linger
-        self._items.append(item)
-        if len(self._items) >= self._max:
+        items.append(item)
+        if len(items) >= self._max:
             self._ready.set()
+        return True
 
     async def take(self) -> list[T]:
         """The next batch (at most `max_batch`, oldest first)."""

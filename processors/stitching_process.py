@@ -89,6 +89,10 @@ class StitchingProcess:
         child_end.close()
         self._calls = ThreadPoolExecutor(1, thread_name_prefix="stitcher-pipe")
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
     async def load(self, records: dict[bytes, tuple[int, bytes | None]]) -> None:
         """States read from the changelog (None: deleted), as StationStore loaded them."""
         if records:

@@ -54,6 +54,7 @@ def test_a_full_batch_is_taken_without_waiting_and_the_reader_waits_for_room() -
         intake: Intake[int] = Intake(3, linger_s=10.0)
         for item in (1, 2, 3):
             await intake.put(item)
+        assert not intake.offer(4)  # full: the reader must wait for room
         blocked = asyncio.ensure_future(intake.put(4))
         await asyncio.sleep(0.01)
         held_back = not blocked.done()
