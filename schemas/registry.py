@@ -337,10 +337,37 @@ def _collection_reader(kind: str, item: FastReader) -> FastReader:
     return read_array if kind == "array" else read_map
 
 
+def _inline(var: str, ftype: Any, indent: str) -> list[str] | None:
+    """Lines reading a long, int, string or double into `var` in place, the usual small
+    varint without a call; anything unusual (long varint, negative or overlong length)
+    takes the shared function, which also raises its errors. None: not inlined."""
+    if isinstance(ftype, dict) and "logicalType" not in ftype:
+        ftype = ftype.get("type")
+    if ftype in ("long", "int"):
+        return [f"{indent}b = data[pos]",
+                f"{indent}if b < 128:",
+                f"{indent}    {var} = (b >> 1) ^ -(b & 1)",
+                f"{indent}    pos += 1",
+                f"{indent}else:",
+                f"{indent}    {var}, pos = _long(data, pos)"]
+    if ftype == "string":
+        return [f"{indent}b = data[pos]",
+                f"{indent}end = pos + 1 + (b >> 1)",
+                f"{indent}if b < 128 and not b & 1 and end <= size:",
+                f"{indent}    {var} = data[pos + 1:end].decode()",
+                f"{indent}    pos = end",
+                f"{indent}else:",
+                f"{indent}    {var}, pos = _string(data, pos)"]
+    if ftype == "double":
+        return [f"{indent}{var} = _unpack_double(data, pos)[0]",
+                f"{indent}pos += 8"]
+    return None
+
+
 def _record_reader(schema: dict[str, Any]) -> FastReader:
     """Straight-line code for one record: the hot path pays no per-field dispatch."""
-    env: dict[str, Any] = {}
-    lines = ["def read(data, pos):"]
+    env: dict[str, Any] = {"_long": _long, "_string": _string, "_unpack_double": _unpack_double}
+    lines = ["def read(data, pos):", "    size = len(data)"]
     names = []
     for i, field in enumerate(schema["fields"]):
         names.append(field["name"])
@@ -348,20 +375,27 @@ def _record_reader(schema: dict[str, Any]) -> FastReader:
         if isinstance(ftype, list) and len(ftype) == 2 and "null" in ftype:
             # ["null", T] inline: the common optional field costs one byte compare.
             some = ftype.index("null") ^ 1
-            env[f"r{i}"] = _reader_for(ftype[some])
+            read_some = _inline(f"v{i}", ftype[some], "        ")
+            if read_some is None:
+                env[f"r{i}"] = _reader_for(ftype[some])
+                read_some = [f"        v{i}, pos = r{i}(data, pos)"]
             lines += [
                 "    b = data[pos]",
                 f"    if b == {2 * (1 - some)}:",
                 f"        v{i} = None",
                 "        pos += 1",
                 f"    elif b == {2 * some}:",
-                f"        v{i}, pos = r{i}(data, pos + 1)",
+                "        pos += 1",
+                *read_some,
                 "    else:",
                 "        raise ValueError(f'union branch byte {b} out of range at offset {pos}')",
             ]
         else:
-            env[f"r{i}"] = _reader_for(ftype)
-            lines.append(f"    v{i}, pos = r{i}(data, pos)")
+            read_value = _inline(f"v{i}", ftype, "    ")
+            if read_value is None:
+                env[f"r{i}"] = _reader_for(ftype)
+                read_value = [f"    v{i}, pos = r{i}(data, pos)"]
+            lines += read_value
     items = ", ".join(f"{name!r}: v{i}" for i, name in enumerate(names))
     lines.append(f"    return {{{items}}}, pos")
     exec("\n".join(lines), env)  # noqa: S102 - source built above from field positions only
