@@ -24,14 +24,14 @@ import time
 from collections.abc import Callable
 
 import faust
-from faust.types import TP, EventT
+from faust.types import TP, EventT, Message
 
 from chargewatch.kafka_config import client_config, faust_credentials
 from chargewatch.metrics import ProcessorMetrics
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
 from processors.agents import StationStore
-from processors.batch import BatchCounts, RawMessage
+from processors.batch import BatchCounts
 from processors.faust_transport import TunedApp
 from processors.health import WorkerHealth, register_health
 from processors.intake import Intake
@@ -138,7 +138,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
 
     async def handle(events: list[EventT]) -> None:
         started = time.perf_counter()
-        messages = [_raw(event) for event in events]
+        messages = [event.message for event in events]
         async with state_lock:
             # Every assigned partition at once: one changelog read, not one per partition.
             await load_states(assigned() | {message.partition for message in messages})
@@ -205,7 +205,7 @@ async def _complete(batch: asyncio.Future[None]) -> None:
         raise asyncio.CancelledError
 
 
-def _lag(app: faust.App, messages: list[RawMessage], metrics: ProcessorMetrics) -> int:
+def _lag(app: faust.App, messages: list[Message], metrics: ProcessorMetrics) -> int:
     """Messages behind the end of the partitions this batch came from (0 when unknown)."""
     last: dict[tuple[str, int], int] = {}
     for message in messages:
@@ -233,9 +233,3 @@ class _Tally:
     def take(self) -> int:
         count, self._count = self._count, 0
         return count
-
-
-def _raw(event: EventT) -> RawMessage:
-    message = event.message
-    return RawMessage(message.topic, message.partition, message.offset, message.key,
-                      message.value)

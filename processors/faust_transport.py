@@ -1,9 +1,14 @@
-"""Faust's aiokafka transport with a configurable fetch wait.
+"""Faust tuned for the worker: a configurable fetch wait, and no Monitor sensor.
 
 Faust builds its consumer with `fetch_max_wait_ms=1500`, fixed. A broker that does not
 answer a waiting fetch as soon as data arrives (the embedded Tansu broker holds it ~200 ms
 whatever arrives meanwhile) then adds that wait to every event's latency, each hop. This
 transport lets the app choose the wait (`kafka.fetch_max_wait_ms`).
+
+Faust's Monitor sensor is called for every message and event, in and out, on the thread
+that runs the agent; the worker's metrics are its own Prometheus counters
+(chargewatch/metrics.py), so the Monitor is taken off the sensor list (Faust still calls it
+directly for commits and end offsets, which is rare).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ class _Transport(driver.Transport):
 
 
 class TunedApp(faust.App):
-    """A faust.App whose stream consumer waits at most `fetch_max_wait_ms` per fetch."""
+    """A faust.App whose stream consumer waits at most `fetch_max_wait_ms` per fetch and
+    whose sensors leave out the Monitor."""
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
@@ -40,3 +46,8 @@ class TunedApp(faust.App):
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+    def on_init_dependencies(self) -> Any:
+        dependencies = super().on_init_dependencies()  # adds the Monitor to the sensors
+        self.sensors.remove(self.monitor)
+        return dependencies
