@@ -88,6 +88,15 @@ def _update_row(n: int, minute: int) -> tuple:
             "EUR")
 
 
+def _sink_updates(broker: EmbeddedBroker, topics: Topics, client: Client,
+                  database: str) -> None:
+    """Run a sink on `topics` until it has written everything on them."""
+    run_until_idle(SinkRunner({"bootstrap.servers": broker.bootstrap_servers,
+                               "group.id": f"{topics.namespace}-sink"},
+                              topics.sessions_completed, topics.dead_letters, client, database,
+                              Codec(), batch_ms=200, updates_topic=topics.session_updates))
+
+
 def test_session_updates_keep_the_latest_running_state(broker: EmbeddedBroker, namespace: str,
                                                        client: Client, database: str) -> None:
     """session-updates → session_updates (ClickHouse reads the Avro bodies, migration 0012):
@@ -103,11 +112,7 @@ def test_session_updates_keep_the_latest_running_state(broker: EmbeddedBroker, n
                              value=codec.encode_session(_running(n, minute),
                                                         topics.session_updates))
     assert producer.flush(30) == 0
-    sink = SinkRunner({"bootstrap.servers": broker.bootstrap_servers,
-                       "group.id": f"{namespace}-sink"},
-                      topics.sessions_completed, topics.dead_letters, client, database, codec,
-                      batch_ms=200, updates_topic=topics.session_updates)
-    run_until_idle(sink)
+    _sink_updates(broker, topics, client, database)
     stored = client.query(_UPDATE_ROW.format(db=database)).result_rows
     assert [tuple(r) for r in stored] == [_update_row(n, 3) for n in range(3)]
 
@@ -124,11 +129,7 @@ def test_a_corrupt_update_is_dead_lettered_and_the_rest_of_its_batch_lands(
     for value in (good[0], good[1][:-9], good[1], b"\x00\x01not avro", good[2]):
         producer.produce(topics.session_updates, key=b"k", value=value)
     assert producer.flush(30) == 0
-    sink = SinkRunner({"bootstrap.servers": broker.bootstrap_servers,
-                       "group.id": f"{namespace}-sink"},
-                      topics.sessions_completed, topics.dead_letters, client, database, codec,
-                      batch_ms=200, updates_topic=topics.session_updates)
-    run_until_idle(sink)
+    _sink_updates(broker, topics, client, database)
 
     stored = client.query(_UPDATE_ROW.format(db=database)).result_rows
     assert [tuple(r) for r in stored] == [_update_row(n, 2) for n in range(3)]
