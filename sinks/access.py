@@ -59,8 +59,8 @@ BI_GRANTS: tuple[Grant, ...] = (
     Grant(("SELECT",), "stations"),
 )
 """The README's reporting tables and views. Not: session_updates (raw running state),
-sink_batches, session_updates_in and schema_migrations (internal), dead_letters' original
-bytes."""
+sink_batches, session_updates_in, sessions_in and schema_migrations (internal),
+dead_letters' original bytes."""
 
 SINK_GRANTS: tuple[Grant, ...] = (
     Grant(("SELECT", "INSERT"), "charging_sessions"),
@@ -68,6 +68,7 @@ SINK_GRANTS: tuple[Grant, ...] = (
     Grant(("SELECT", "INSERT"), "anomalies"),
     Grant(("SELECT", "INSERT"), "session_updates"),
     Grant(("INSERT",), "session_updates_in"),
+    Grant(("INSERT",), "sessions_in"),
     Grant(("SELECT", "INSERT"), "sink_batches"),
     Grant(("SELECT", "INSERT"), "cdrs"),
     Grant(("SELECT", "INSERT"), "connector_status"),
