@@ -41,7 +41,15 @@ from processors.state import StationState
 from processors.stitching_process import build_stitcher
 from producers.simulator import simulate
 from schemas.codec import Codec
-from schemas.records import ChargingSession, EventKind, EventPosition, MeterEvent, SessionState
+from schemas.records import (
+    ChargingSession,
+    DimensionCost,
+    EventKind,
+    EventPosition,
+    MeterEvent,
+    SessionPeriod,
+    SessionState,
+)
 
 PARTITIONS = 4
 
@@ -260,15 +268,20 @@ def sink_rate(settings: Settings, bootstrap: str, sessions: int) -> float:
     codec = Codec()
     producer = Producer({**kafka_conf, "linger.ms": 20})
     for n in range(sessions):
+        start = 1_795_400_000_000 + n * 1000
         session = ChargingSession(
             session_id=f"EV-{n:09d}", version=1, state=SessionState.COMPLETED,
             station_id=f"CS-{n % 500:04d}", connector_id=n % 4 + 1, transaction_id=str(n),
             id_tag="04A2B3C4D5E6F7", vehicle_id="WVWZZZ1JZXW000001",
-            start_ms=1_795_400_000_000 + n * 1000, end_ms=1_795_403_600_000 + n * 1000,
+            start_ms=start, end_ms=start + 3_600_000,
             meter_start_wh=1e7, meter_end_wh=1e7 + 20_000, energy_wh=20_000.0,
             soc_start_pct=20.0, soc_end_pct=80.0, max_power_w=22_000.0, avg_power_w=20_000.0,
-            charging_ms=3_600_000, plugged_ms=3_600_000, cost=Decimal("9.00"), currency="EUR",
-            event_count=62)
+            charging_ms=3_000_000, plugged_ms=3_600_000, cost=Decimal("9.00"), currency="EUR",
+            event_count=62, cost_excl_vat=Decimal("7.56"), tariff_id="DAY",
+            periods=(SessionPeriod(start, 20_000.0, 3_000_000, 0, 0, 1, -1),
+                     SessionPeriod(start + 3_000_000, 0.0, 0, 600_000, -1, -1, 2)),
+            dimension_costs=(DimensionCost("ENERGY", Decimal("6.72"), Decimal("8.00")),
+                             DimensionCost("PARKING_TIME", Decimal("0.84"), Decimal("1.00"))))
         while True:
             try:
                 producer.produce(topics.sessions_completed, key=session.session_id.encode(),

@@ -75,7 +75,11 @@ def leading_string_and_int(data: bytes, start: int) -> tuple[str, int]:
 
     Raises ValueError (or IndexError, UnicodeDecodeError) on bytes that cannot be those.
     """
-    length, pos = _read_long(data, start)
+    first = data[start]
+    if first < 0x80:  # one-byte length: ids of up to 63 bytes
+        length, pos = first >> 1, start + 1
+    else:
+        length, pos = _read_long(data, start)
     if length < 0 or pos + length > len(data):
         raise ValueError(f"string of {length} bytes at {start} in {len(data)}")
     text = data[pos:pos + length].decode()

@@ -34,7 +34,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from processors.cdr import Cdr, Price, issue, periods_from_json, periods_json
-from schemas.codec import Codec
+from schemas.codec import SINGLE_OBJECT_MAGIC, Codec
 from schemas.errors import DecodeError
 from schemas.records import Anomaly, ChargingSession, DeadLetter, SessionState
 from schemas.registry import SchemaVersion, default_catalog
@@ -234,6 +234,7 @@ class SessionSink(_TableSink):
         super().__init__(client, database, codec)
         self._schema = default_catalog().current("ChargingSession")
         self._columns = [*(f["name"] for f in self._schema.parsed["fields"]), *SOURCE_FIELDS]
+        self._header = SINGLE_OBJECT_MAGIC + self._schema.fingerprint
 
     def write(self, topic: str, partition: int, messages: Sequence[Message],
               token: str) -> Written:
@@ -246,7 +247,7 @@ class SessionSink(_TableSink):
                 self.client.raw_insert(
                     f"{self.database}.sessions_in", self._columns,
                     insert_block=sourced_container(self._schema, topic, partition, fresh),
-                    fmt="Avro", settings={**_dedup(f"{token}-avro"), **_PARALLEL_VIEWS})
+                    fmt="Avro", settings={**_dedup(f"{token}-avro"), **_FAST_VIEWS})
             except Exception:  # noqa: BLE001 - decode in Python; it raises again if ClickHouse is down
                 return self._write_decoded(topic, partition, messages, token)
         if not rest:
@@ -262,16 +263,21 @@ class SessionSink(_TableSink):
         firsts: dict[str, tuple[Message, bytes]] = {}
         rest: list[Message] = []
         seen: set[str] = set()
+        header = self._header
         for message in messages:
+            value = message.value or b""
             try:
-                writer, start = self.codec.writer_of(message.value or b"")
-                if writer is not self._schema:
-                    raise ValueError(writer.label)
-                session_id, version = leading_string_and_int(message.value, start)
+                if value.startswith(header):
+                    start = len(header)
+                else:
+                    writer, start = self.codec.writer_of(value)
+                    if writer is not self._schema:
+                        raise ValueError(writer.label)
+                session_id, version = leading_string_and_int(value, start)
             except (DecodeError, ValueError, IndexError, UnicodeDecodeError):
                 rest.append(message)
                 continue
-            if session_id in seen:
+            if session_id in seen or "\n" in session_id:  # "\n": see _stored_ids
                 if (first := firsts.pop(session_id, None)) is not None:
                     rest.append(first[0])
                 rest.append(message)
@@ -284,13 +290,17 @@ class SessionSink(_TableSink):
         return firsts, rest
 
     def _stored_ids(self, session_ids: set[str]) -> set[str]:
-        """Which of these sessions have any row in charging_sessions."""
+        """Which of these sessions have any row in charging_sessions.
+
+        The ids travel as one newline-separated string (an array parameter of 20,000
+        quoted strings cost 4x the query), so an id holding a newline never comes here.
+        """
         if not session_ids:
             return set()
         result = self.client.query(
             "SELECT DISTINCT session_id FROM {db:Identifier}.charging_sessions "
-            "WHERE session_id IN {ids:Array(String)}",
-            parameters={"db": self.database, "ids": sorted(session_ids)})
+            "WHERE session_id IN (SELECT arrayJoin(splitByChar('\\n', {ids:String})))",
+            parameters={"db": self.database, "ids": "\n".join(session_ids)})
         return {row[0] for row in result.result_rows}
 
     def _write_decoded(self, topic: str, partition: int, messages: Sequence[Message],
@@ -468,8 +478,9 @@ def _dedup(token: str) -> dict[str, Any]:
             "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
-_PARALLEL_VIEWS = {"parallel_view_processing": 1}
-"""Run an insert's views side by side: the sessions insert feeds five (x1.4 here)."""
+_FAST_VIEWS = {"parallel_view_processing": 1, "optimize_on_insert": 0}
+"""The sessions insert feeds five views: run them side by side, and leave collapsing rows
+of the same key to the merges (every reader uses FINAL or GROUP BY). x1.7 here."""
 
 
 def _insert(client: Client, table: str, rows: list[tuple], columns: list[str],
