@@ -158,7 +158,13 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
 
         def read_updates() -> None:
             while not stop.is_set():
-                for message in consumer.consume(1000, 0.2):
+                # consume(n, timeout) holds what arrived until n messages or the timeout:
+                # up to 200 ms of the reader's own on every sample. Wait for one message,
+                # then take what is already there without waiting.
+                first = consumer.poll(0.2)
+                if first is None:
+                    continue
+                for message in [first, *consumer.consume(1000, 0)]:
                     if message.error():
                         continue
                     session = codec.decode_session(message.value())

@@ -5,7 +5,7 @@ the batch's deduplication token, so a retried or rebuilt batch is dropped by Cli
 Bytes that do not decode are never dropped: a sessions message becomes a DeadLetter that
 the caller publishes to the dead-letters topic; a dead-letters message that does not
 decode is stored as its own dead_letters row (publishing it back would loop).
-The intent store (`load_intents`, `record_intent`) lives here too: it is ClickHouse I/O,
+The intent store (`load_intents`, `record_intents`) lives here too: it is ClickHouse I/O,
 while sinks/batches.py stays pure.
 
 CDRs (migration 0009, processors/cdr.py): in the same write, every session version of the
@@ -484,9 +484,21 @@ of the same key to the merges (every reader uses FINAL or GROUP BY). x1.7 here."
 
 
 def _insert(client: Client, table: str, rows: list[tuple], columns: list[str],
-            token: str) -> None:
-    if rows:
-        client.insert(table, rows, column_names=columns, settings=_dedup(token))
+            token: str | None) -> None:
+    """Insert `rows` under `token` (None: no deduplication), with the column types read
+    from ClickHouse once per table and column list (per insert it was a DESCRIBE each)."""
+    if not rows:
+        return
+    key = (table, tuple(columns))
+    types = _column_types.get(key)
+    if types is None:
+        types = _column_types[key] = client.create_insert_context(
+            table, column_names=columns).column_types
+    client.insert(table, rows, column_names=columns, column_types=types,
+                  settings=None if token is None else _dedup(token))
+
+
+_column_types: dict[tuple[str, tuple[str, ...]], Sequence[Any]] = {}
 
 
 def load_intents(client: Client, database: str, topic: str) -> dict[int, Intent]:
@@ -499,8 +511,8 @@ def load_intents(client: Client, database: str, topic: str) -> dict[int, Intent]
             for p, first, last in result.result_rows}
 
 
-def record_intent(client: Client, database: str, intent: Intent) -> None:
-    """Record a batch's range before its insert (see sinks/DESIGN.md)."""
-    client.insert(f"{check_identifier(database)}.sink_batches",
-                  [(intent.topic, intent.partition, intent.first, intent.last)],
-                  column_names=["topic", "partition", "first_offset", "last_offset"])
+def record_intents(client: Client, database: str, intents: Sequence[Intent]) -> None:
+    """Record batches' ranges before their inserts (see sinks/DESIGN.md), in one insert."""
+    _insert(client, f"{check_identifier(database)}.sink_batches",
+            [(i.topic, i.partition, i.first, i.last) for i in intents],
+            ["topic", "partition", "first_offset", "last_offset"], None)
