@@ -13,7 +13,7 @@ import json
 import re
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -268,7 +268,12 @@ class _Unsupported(Exception):
     """The schema uses something the generated reader does not cover (fastavro reads it)."""
 
 
-def _reader_for(schema: Any) -> FastReader:
+Builders = Mapping[str, Callable[..., Any]]
+"""Record full name -> a function taking the record's field values in schema order and
+returning what the reader yields for it (instead of a dict)."""
+
+
+def _reader_for(schema: Any, builders: Builders) -> FastReader:
     if isinstance(schema, dict) and "logicalType" not in schema and schema["type"] in _PRIMITIVES:
         schema = schema["type"]
     if isinstance(schema, str):
@@ -276,17 +281,17 @@ def _reader_for(schema: Any) -> FastReader:
             raise _Unsupported(schema)  # boolean, or a reference to a named type
         return _PRIMITIVE_READERS[schema]
     if isinstance(schema, list):
-        return _union_reader([_reader_for(branch) for branch in schema])
+        return _union_reader([_reader_for(branch, builders) for branch in schema])
     if "logicalType" in schema:
         if schema["logicalType"] == "decimal" and schema["type"] == "bytes":
             return _decimal_reader(int(schema.get("scale", 0)))
         raise _Unsupported(schema["logicalType"])
     if schema["type"] == "record":
-        return _record_reader(schema)
+        return _record_reader(schema, builders)
     if schema["type"] in ("array", "map"):
         return _collection_reader(
-            schema["type"], _reader_for(schema["items" if schema["type"] == "array" else "values"])
-        )
+            schema["type"],
+            _reader_for(schema["items" if schema["type"] == "array" else "values"], builders))
     raise _Unsupported(schema["type"])
 
 
@@ -364,9 +369,10 @@ def _inline(var: str, ftype: Any, indent: str) -> list[str] | None:
     return None
 
 
-def _record_reader(schema: dict[str, Any]) -> FastReader:
+def _record_reader(schema: dict[str, Any], builders: Builders) -> FastReader:
     """Straight-line code for one record: the hot path pays no per-field dispatch."""
-    env: dict[str, Any] = {"_long": _long, "_string": _string, "_unpack_double": _unpack_double}
+    env: dict[str, Any] = {"_long": _long, "_string": _string, "_unpack_double": _unpack_double,
+                           "build": builders.get(schema["name"])}
     lines = ["def read(data, pos):", "    size = len(data)"]
     names = []
     for i, field in enumerate(schema["fields"]):
@@ -377,7 +383,7 @@ def _record_reader(schema: dict[str, Any]) -> FastReader:
             some = ftype.index("null") ^ 1
             read_some = _inline(f"v{i}", ftype[some], "        ")
             if read_some is None:
-                env[f"r{i}"] = _reader_for(ftype[some])
+                env[f"r{i}"] = _reader_for(ftype[some], builders)
                 read_some = [f"        v{i}, pos = r{i}(data, pos)"]
             lines += [
                 "    b = data[pos]",
@@ -393,24 +399,28 @@ def _record_reader(schema: dict[str, Any]) -> FastReader:
         else:
             read_value = _inline(f"v{i}", ftype, "    ")
             if read_value is None:
-                env[f"r{i}"] = _reader_for(ftype)
+                env[f"r{i}"] = _reader_for(ftype, builders)
                 read_value = [f"    v{i}, pos = r{i}(data, pos)"]
             lines += read_value
-    items = ", ".join(f"{name!r}: v{i}" for i, name in enumerate(names))
-    lines.append(f"    return {{{items}}}, pos")
+    if env["build"] is None:
+        items = ", ".join(f"{name!r}: v{i}" for i, name in enumerate(names))
+        lines.append(f"    return {{{items}}}, pos")
+    else:
+        lines.append(f"    return build({', '.join(f'v{i}' for i in range(len(names)))}), pos")
     exec("\n".join(lines), env)  # noqa: S102 - source built above from field positions only
     return env["read"]
 
 
-def compile_reader(schema: Any) -> FastReader | None:
+def compile_reader(schema: Any, builders: Builders | None = None) -> FastReader | None:
     """A reader generated for `schema`, several times faster than fastavro's per-field calls.
 
     Used only where writer and reader schema are the same; anything needing schema
     resolution or a type not covered here (logical types other than decimal on bytes,
-    enums, fixed, named references) is read by fastavro.
+    enums, fixed, named references) is read by fastavro. Records named in `builders` are
+    built by their function rather than read as dicts.
     """
     try:
-        return _reader_for(schema)
+        return _reader_for(schema, builders or {})
     except _Unsupported:
         return None
 

@@ -495,3 +495,53 @@ def test_mutated_messages_raise_only_decode_error(sample: bytes, data: st.DataOb
     cut = data.draw(st.integers(0, len(mutated)))
     _only_decode_errors(bytes(mutated[:cut]))
     _only_decode_errors(bytes(mutated))
+
+
+# -- the fast event path agrees with the exact one --------------------------------------------
+
+EXACT = Codec()
+EXACT._fast_readers = {}  # only the exact path: generic reader, then _meter_event's checks
+TEXT_FIELDS = ("event_id", "station_id", "transaction_id", "id_tag", "vehicle_id", "status",
+               "error_code", "stop_reason")
+FLOAT_FIELDS = ("energy_wh", "power_w", "soc_pct", "current_a", "voltage_v")
+DEFECTS = {
+    "control": lambda d, t, f: {t: (d[t] or "") + "\x07"},
+    "zero width": lambda d, t, f: {t: "\u200b" + (d[t] or "")},
+    "long": lambda d, t, f: {t: "x" * 257},
+    "nan": lambda d, t, f: {f: math.nan},
+    "inf": lambda d, t, f: {f: -math.inf},
+    "kind": lambda d, t, f: {"kind": "bogus"},
+    "connector": lambda d, t, f: {"connector_id": 65_536},
+    "station": lambda d, t, f: {"station_id": d["station_id"] + "-other"},
+}
+
+
+def outcome(codec: Codec, data: bytes) -> list[MeterEvent] | str:
+    try:
+        return codec.decode_meter_events(data)
+    except DecodeError as exc:
+        return str(exc)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches, st.lists(st.tuples(st.integers(0, 24), st.sampled_from(sorted(DEFECTS)),
+                                   st.sampled_from(TEXT_FIELDS), st.sampled_from(FLOAT_FIELDS)),
+                         max_size=2))
+def test_fast_and_exact_event_paths_agree(events: list[MeterEvent],
+                                          defects: list[tuple[int, str, str, str]]) -> None:
+    """Valid events, or with a defect or two of those the decoder refuses."""
+    datums = [{**{f.name: getattr(e, f.name) for f in fields(MeterEvent)}, "kind": e.kind.value}
+              for e in events]
+    for at, defect, text, number in defects:
+        datum = datums[at % len(datums)]
+        datum.update(DEFECTS[defect](datum, text, number))
+    data = (write_with("meter_event.avsc", datums[0]) if len(datums) == 1
+            else write_with("meter_event_batch.avsc", {"events": datums}))
+    assert outcome(CODEC, data) == outcome(EXACT, data)
+
+
+@settings(max_examples=50, deadline=None)
+@given(batches)
+def test_valid_events_take_the_fast_path(events: list[MeterEvent]) -> None:
+    data = CODEC.encode_meter_events(events)
+    assert CODEC._fast_events(data) == events
