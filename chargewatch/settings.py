@@ -171,7 +171,10 @@ class ProcessorSettings(BaseModel):
         IdTemplate.parse(value)  # InvalidIdTemplate is a ValueError: a clear config error
         return value
 
-    batch_max: int = Field(2000, ge=1, description="Messages per processing batch.")
+    batch_max: int = Field(4000, ge=1, description="Messages per processing batch.")
+    stitching_processes: int = Field(
+        2, ge=1, le=64, description="Processes that decode, stitch and publish for a worker, "
+        "partition p going to process p % n (processors/stitching_process.py).")
     batch_within_s: float = Field(0.1, gt=0, description="Longest the oldest waiting "
                                   "event waits for its batch to fill.")
     web_port: int = Field(6066, ge=0, le=65535)

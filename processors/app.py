@@ -1,9 +1,9 @@
 """The Faust app: topics, the station-state table and the stitching agent.
 
-A thin adapter: everything the agent decides comes from `BatchProcessor`, which runs in a
-child process (processors/stitching_process.py) so that it works on one batch while the
-agent reads the next; this module only moves bytes between Kafka, the changelog-backed
-table and that process.
+A thin adapter: everything the agent decides comes from `BatchProcessor`, which runs in
+child processes (processors/stitching_process.py, split by partition) so that they work on
+one batch while the agent reads the next; this module only moves bytes between Kafka, the
+changelog-backed table and those processes.
 
 Order per batch, which is what makes a crash at any instant safe: (1) publish the batch's
 outputs and wait until Kafka has them, (2) write each changed station state to the
@@ -35,7 +35,7 @@ from processors.batch import BatchCounts
 from processors.faust_transport import TunedApp
 from processors.health import WorkerHealth, register_health
 from processors.intake import Intake
-from processors.stitching_process import Done, StitchingProcess, build_stitcher
+from processors.stitching_process import Done, StitchingPool, build_stitcher
 from processors.web import register_views
 
 log = logging.getLogger("chargewatch.processor")
@@ -80,7 +80,8 @@ def create_app(settings: Settings, bootstrap_servers: str,
                          key_type=bytes, value_type=bytes)
     stitcher = build_stitcher(settings)
     store = StationStore(stations, client_config(settings.kafka, bootstrap_servers))
-    stitching = StitchingProcess(settings, bootstrap_servers, store.changelog)
+    stitching = StitchingPool(settings, bootstrap_servers, store.changelog,
+                              settings.processor.stitching_processes)
     register_views(app, store, stitcher, topics)
     metrics = ProcessorMetrics()
     health = WorkerHealth(stall_s=settings.processor.stall_s)

@@ -135,6 +135,66 @@ class StitchingProcess:
                                   f"{self._process.exitcode}): {exc}") from exc
 
 
+class StitchingPool:
+    """Several stitching processes side by side, partition p going to process p % n.
+
+    A station lives on one partition, so each process keeps the states, clocks and
+    anomaly memory of its own stations, as one process would for all: splitting a batch
+    by partition changes no output. The pool answers when every process has answered (so
+    a batch is acked only when all of it is in Kafka); one failure fails the batch. The
+    dead-letter spike check goes to the first process only, so one anomaly is raised.
+    """
+
+    def __init__(self, settings: Settings, bootstrap_servers: str, changelog: str,
+                 processes: int) -> None:
+        self._processes = [StitchingProcess(settings, bootstrap_servers, changelog)
+                           for _ in range(processes)]
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [p.pid for p in self._processes]
+
+    async def load(self, records: dict[bytes, tuple[int, bytes | None]]) -> None:
+        parts = self._split(records.items(), lambda item: item[1][0])
+        await asyncio.gather(*(p.load(dict(items)) for p, items in parts))
+
+    async def forget(self, partitions: Iterable[int]) -> None:
+        parts = self._split(set(partitions), lambda partition: partition, every=True)
+        await asyncio.gather(*(p.forget(some) for p, some in parts))
+
+    async def process(self, messages: Sequence[MessageFields]) -> Done:
+        parts = self._split(messages, lambda m: m.partition)
+        return _merged(await asyncio.gather(*(p.process(some) for p, some in parts)))
+
+    async def expire(self, now_ms: int, dead_letters: int, window_ms: int) -> Done:
+        return _merged(await asyncio.gather(*(
+            p.expire(now_ms, dead_letters if n == 0 else 0, window_ms)
+            for n, p in enumerate(self._processes))))
+
+    def _split(self, items: Iterable[Any], partition_of: Any,
+               every: bool = False) -> list[tuple[StitchingProcess, list[Any]]]:
+        """Each process with the items of its partitions (those with none left out, unless
+        `every`)."""
+        groups: list[list[Any]] = [[] for _ in self._processes]
+        for item in items:
+            groups[partition_of(item) % len(groups)].append(item)
+        return [(p, g) for p, g in zip(self._processes, groups, strict=True) if g or every]
+
+
+def _merged(done: Sequence[Done]) -> Done:
+    """One Done for the parts of a batch that the processes of a pool did."""
+    if len(done) == 1:
+        return done[0]
+    counts = BatchCounts(*(sum(getattr(d.counts, f) for d in done)
+                           for f in BatchCounts.__dataclass_fields__))
+    published: dict[str, int] = {}
+    for d in done:
+        for topic, n in d.published.items():
+            published[topic] = published.get(topic, 0) + n
+    return Done(counts, {k: v for d in done for k, v in d.states.items()}, published,
+                sum(d.completed for d in done))
+
+
 class _Child:
     """The child's side: the batch processor, the station-state mirror and the outbox."""
 

@@ -19,7 +19,7 @@ from chargewatch.topics import Topics, ensure_topics, read_to_end
 from chargewatch.worker import write_config
 from processors.batch import RawMessage
 from processors.errors import StitchingFailed
-from processors.stitching_process import StitchingProcess
+from processors.stitching_process import StitchingPool, StitchingProcess
 from schemas.codec import Codec
 from schemas.records import EventKind, MeterEvent
 
@@ -79,6 +79,34 @@ def test_a_batch_answers_after_its_outputs_and_states_are_in_kafka(
     assert len(updates) == 1 and done.published[Topics(namespace).session_updates] == 1
 
 
+def test_a_pool_splits_a_batch_by_partition_and_answers_as_one_process(
+        broker: EmbeddedBroker, namespace: str) -> None:
+    settings = load_settings(kafka={"bootstrap_servers": broker.bootstrap_servers,
+                                    "namespace": namespace, "partitions": 4})
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, Topics(namespace), 4)
+    codec = Codec()
+    messages = []
+    for n in range(12):
+        station = f"CS-{n}"
+        events = [MeterEvent(event_id=f"{station}-{i}", station_id=station, connector_id=1,
+                             kind=EventKind.STARTED if i == 0 else EventKind.METER,
+                             event_time_ms=T0 + i * 60_000, receive_time_ms=T0 + i * 60_000,
+                             transaction_id="T1", seq=i, energy_wh=1_000.0 + i * 500)
+                  for i in range(3)]
+        messages.append(RawMessage("meter-events", n % 4, n // 4, station.encode(),
+                                   codec.encode_meter_events(events)))
+
+    async def run(processes: int) -> object:
+        pool = StitchingPool(settings, broker.bootstrap_servers,
+                             f"{namespace}-{processes}-{CHANGELOG}", processes)
+        assert len(set(pool.pids)) == processes
+        return await pool.process(messages)
+
+    one, two = asyncio.run(run(1)), asyncio.run(run(2))
+    assert one.counts.events_used == 36 and len(one.states) == 12
+    assert two == one
+
+
 def test_a_dead_stitching_process_fails_the_batch(broker: EmbeddedBroker,
                                                   namespace: str) -> None:
     settings = _settings(broker, namespace)
@@ -98,7 +126,7 @@ def test_a_dead_stitching_process_fails_the_batch(broker: EmbeddedBroker,
 _WORKER = """
 import asyncio, sys, time
 from chargewatch.settings import load_settings
-from processors.stitching_process import StitchingProcess
+from processors.stitching_process import StitchingPool, StitchingProcess
 
 async def main():
     stitching = StitchingProcess(load_settings(sys.argv[1]), sys.argv[2], "unused")
