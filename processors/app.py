@@ -94,6 +94,22 @@ def create_app(settings: Settings, bootstrap_servers: str,
         async with state_lock:
             await stitching.forget(partitions)
 
+    preloads: set[asyncio.Task[None]] = set()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: object, assigned_tps: set[TP], **_: object) -> None:
+        """Read the new partitions' changelog now, in the background: their first batch
+        waited ~0.5 s for it (it still waits, for the lock, while the read is on)."""
+        partitions = {tp.partition for tp in assigned_tps if tp.topic == topics.meter_events}
+        if partitions:
+            task = asyncio.ensure_future(preload(partitions))
+            preloads.add(task)
+            task.add_done_callback(preloads.discard)
+
+    async def preload(partitions: set[int]) -> None:
+        async with state_lock:  # a revocation in between leaves its partitions out
+            await load_states(partitions & assigned())
+
     def count_published(done: Done) -> None:
         for topic, records in done.published.items():
             metrics.published.labels(topic).inc(records)
