@@ -21,6 +21,10 @@ row (sign -1) of the stored version, in the same insert. Rollup views sum `sign 
 so follow corrections; a version already stored (a processor replay republishes the same
 records at new offsets) is not written again. A rebuilt batch whose first insert landed
 looks different after that check, but it carries the same token, so ClickHouse drops it.
+
+First versions (migration 0013, `SessionSink`): a batch's first versions of sessions with
+no stored row skip Python decoding altogether; ClickHouse reads them from one Avro
+container and its views write the same session row and CDR the rules above give.
 """
 
 from __future__ import annotations
