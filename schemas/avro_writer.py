@@ -27,7 +27,7 @@ class _Unsupported(Exception):
     """The schema uses something not generated here (fastavro writes it)."""
 
 
-def _long(out: bytearray, value: int) -> None:
+def write_long(out: bytearray, value: int) -> None:
     """Zig-zag varint (Avro int and long); a value outside the long range is refused."""
     if not -(1 << 63) <= value < (1 << 63):
         raise ValueError(f"{value} does not fit an Avro long")
@@ -40,12 +40,12 @@ def _long(out: bytearray, value: int) -> None:
 
 def _string(out: bytearray, value: str) -> None:
     raw = value.encode()
-    _long(out, len(raw))
+    write_long(out, len(raw))
     out += raw
 
 
 def _bytes(out: bytearray, value: bytes) -> None:
-    _long(out, len(value))
+    write_long(out, len(value))
     out += value
 
 
@@ -69,8 +69,8 @@ def _null(out: bytearray, value: None) -> None:
 _PRIMITIVE_EMITTERS: dict[str, _Emit] = {
     "null": _null,
     "boolean": _boolean,
-    "int": _long,
-    "long": _long,
+    "int": write_long,
+    "long": write_long,
     "float": _float,
     "double": _double,
     "string": _string,
@@ -144,7 +144,7 @@ def _union_emitter(branches: list[Any]) -> _Emit:
 def _array_emitter(item: _Emit) -> _Emit:
     def emit(out: bytearray, values: Any) -> None:
         if len(values):
-            _long(out, len(values))
+            write_long(out, len(values))
             for value in values:
                 item(out, value)
         out.append(0)
@@ -155,7 +155,7 @@ def _array_emitter(item: _Emit) -> _Emit:
 def _map_emitter(value_emitter: _Emit) -> _Emit:
     def emit(out: bytearray, values: dict[str, Any]) -> None:
         if values:
-            _long(out, len(values))
+            write_long(out, len(values))
             for key, value in values.items():
                 _string(out, key)
                 value_emitter(out, value)
@@ -166,8 +166,8 @@ def _map_emitter(value_emitter: _Emit) -> _Emit:
 
 def _record_emitter(schema: dict[str, Any]) -> _Emit:
     """Straight-line code for one record: no per-field dispatch on the hot path."""
-    env: dict[str, Any] = {"_long": _long, "_string": _string, "_double": _double}
-    direct = {_long: "_long", _string: "_string", _double: "_double"}
+    env: dict[str, Any] = {"_long": write_long, "_string": _string, "_double": _double}
+    direct = {write_long: "_long", _string: "_string", _double: "_double"}
     lines = ["def emit(out, d):"]
     for i, field in enumerate(schema["fields"]):
         name = field["name"]

@@ -203,7 +203,7 @@ _unpack_double = struct.Struct("<d").unpack_from
 _unpack_float = struct.Struct("<f").unpack_from
 
 
-def _long(data: bytes, pos: int) -> tuple[int, int]:
+def read_long(data: bytes, pos: int) -> tuple[int, int]:
     """Zig-zag varint (Avro int and long)."""
     b = data[pos]
     pos += 1
@@ -220,14 +220,14 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _bytes(data: bytes, pos: int) -> tuple[bytes, int]:
-    size, pos = _long(data, pos)
+    size, pos = read_long(data, pos)
     end = pos + size
     if size < 0 or end > len(data):
         raise EOFError(f"{size} bytes announced at offset {pos}, {len(data) - pos} left")
     return data[pos:end], end
 
 
-def _string(data: bytes, pos: int) -> tuple[str, int]:
+def read_string(data: bytes, pos: int) -> tuple[str, int]:
     raw, end = _bytes(data, pos)
     return raw.decode(), end
 
@@ -246,21 +246,21 @@ def _float(data: bytes, pos: int) -> tuple[float, int]:
 
 _PRIMITIVE_READERS: dict[str, FastReader] = {
     "null": _null,
-    "int": _long,
-    "long": _long,
+    "int": read_long,
+    "long": read_long,
     "float": _float,
     "double": _double,
-    "string": _string,
+    "string": read_string,
     "bytes": _bytes,
 }
 
 
 def _blocks(data: bytes, pos: int) -> tuple[int, int]:
     """Item count of the next array/map block (0 ends it); skips a negative count's size."""
-    count, pos = _long(data, pos)
+    count, pos = read_long(data, pos)
     if count < 0:
         count = -count
-        _, pos = _long(data, pos)
+        _, pos = read_long(data, pos)
     return count, pos
 
 
@@ -334,7 +334,7 @@ def _collection_reader(kind: str, item: FastReader) -> FastReader:
         count, pos = _blocks(data, pos)
         while count:
             for _ in range(count):
-                key, pos = _string(data, pos)
+                key, pos = read_string(data, pos)
                 out[key], pos = item(data, pos)
             count, pos = _blocks(data, pos)
         return out, pos
@@ -371,7 +371,8 @@ def _inline(var: str, ftype: Any, indent: str) -> list[str] | None:
 
 def _record_reader(schema: dict[str, Any], builders: Builders) -> FastReader:
     """Straight-line code for one record: the hot path pays no per-field dispatch."""
-    env: dict[str, Any] = {"_long": _long, "_string": _string, "_unpack_double": _unpack_double,
+    env: dict[str, Any] = {"_long": read_long, "_string": read_string,
+                           "_unpack_double": _unpack_double,
                            "build": builders.get(schema["name"])}
     lines = ["def read(data, pos):", "    size = len(data)"]
     names = []

@@ -16,7 +16,8 @@ from io import BytesIO
 
 from fastavro import writer as container_writer
 
-from schemas.registry import SchemaVersion
+from schemas.avro_writer import write_long
+from schemas.registry import SchemaVersion, read_long, read_string
 
 _SYNC = b"chargewatch.avro"
 """The 16-byte marker after each block; any constant works, it only has to match."""
@@ -27,12 +28,8 @@ _SOURCE_SCHEMA = [{"name": "_topic", "type": "string"}, {"name": "_partition", "
 
 
 def _varint(value: int) -> bytes:
-    """Avro long (zig-zag varint)."""
-    n, out = (value << 1) ^ (value >> 63), bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
+    out = bytearray()
+    write_long(out, value)
     return bytes(out)
 
 
@@ -73,29 +70,9 @@ def leading_string_and_int(data: bytes, start: int) -> tuple[str, int]:
     """The first two fields of a datum whose schema begins with a string and an int (a
     ChargingSession's id and version), read without decoding the rest.
 
-    Raises ValueError (or IndexError, UnicodeDecodeError) on bytes that cannot be those.
+    Raises ValueError, EOFError, IndexError or UnicodeDecodeError on bytes that cannot be
+    those.
     """
-    first = data[start]
-    if first < 0x80:  # one-byte length: ids of up to 63 bytes
-        length, pos = first >> 1, start + 1
-    else:
-        length, pos = _read_long(data, start)
-    if length < 0 or pos + length > len(data):
-        raise ValueError(f"string of {length} bytes at {start} in {len(data)}")
-    text = data[pos:pos + length].decode()
-    value, _ = _read_long(data, pos + length)
+    text, pos = read_string(data, start)
+    value, _ = read_long(data, pos)
     return text, value
-
-
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    """Avro long (zig-zag varint) at `pos`, and the position after it."""
-    shift = n = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        n |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (n >> 1) ^ -(n & 1), pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")

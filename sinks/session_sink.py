@@ -278,7 +278,7 @@ class SessionSink(_TableSink):
                     if writer is not self._schema:
                         raise ValueError(writer.label)
                 session_id, version = leading_string_and_int(value, start)
-            except (DecodeError, ValueError, IndexError, UnicodeDecodeError):
+            except (DecodeError, ValueError, EOFError, IndexError, UnicodeDecodeError):
                 rest.append(message)
                 continue
             if session_id in seen or "\n" in session_id:  # "\n": see _stored_ids
