@@ -22,8 +22,6 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-import orjson
-
 from processors.tariffs.model import DAYS, Tariff, TariffElement
 from schemas.records import ChargingSession, SessionPeriod, SessionState
 
@@ -245,16 +243,6 @@ def iso(ms: int) -> str:
     """UTC instant as OCPI DateTime (RFC 3339, `Z`)."""
     moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def periods_json(periods: Sequence[SessionPeriod]) -> str:
-    """Stored form of charging periods: one JSON object per period, field names as is."""
-    return orjson.dumps([{name: getattr(p, name) for name in SessionPeriod.__slots__}
-                         for p in periods]).decode()
-
-
-def periods_from_json(text: str) -> tuple[SessionPeriod, ...]:
-    return tuple(SessionPeriod(**row) for row in orjson.loads(text))
 
 
 def _period(period: SessionPeriod, tariff_id: str | None) -> dict[str, Any]:

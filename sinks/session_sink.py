@@ -30,17 +30,17 @@ container and its views write the same session row and CDR the rules above give.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import astuple, dataclass
 from decimal import Decimal
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from processors.cdr import Cdr, Price, issue, periods_from_json, periods_json
+from processors.cdr import Cdr, Price, issue
 from schemas.codec import SINGLE_OBJECT_MAGIC, Codec
 from schemas.errors import DecodeError
-from schemas.records import Anomaly, ChargingSession, DeadLetter, SessionState
+from schemas.records import Anomaly, ChargingSession, DeadLetter, SessionPeriod, SessionState
 from schemas.registry import SchemaVersion, default_catalog
 from sinks.avro_blocks import SOURCE_FIELDS, container, leading_string_and_int, sourced_container
 from sinks.batches import Intent
@@ -74,7 +74,7 @@ CDR_COLUMNS = [
     "end_time", "currency", "tariff_id", "total_cost_excl_vat", "total_cost_incl_vat",
     "fixed_cost_excl_vat", "fixed_cost_incl_vat", "total_energy_wh", "energy_cost_excl_vat",
     "energy_cost_incl_vat", "total_time_ms", "time_cost_excl_vat", "time_cost_incl_vat",
-    "total_parking_ms", "parking_cost_excl_vat", "parking_cost_incl_vat", "charging_periods",
+    "total_parking_ms", "parking_cost_excl_vat", "parking_cost_incl_vat", "periods",
     "last_updated",
 ]
 _CDR_MS = {"start_time": "toUnixTimestamp64Milli(start_time)",
@@ -127,14 +127,14 @@ def session_row(session: ChargingSession, topic: str, partition: int, offset: in
 
 
 def cdr_row(cdr: Cdr) -> tuple:
-    """The cdrs row of one CDR (times as epoch ms, periods as JSON)."""
+    """The cdrs row of one CDR (times as epoch ms, periods as tuples; migration 0014)."""
     c = cdr
     return (c.cdr_id, c.session_id, c.session_version, c.issued_version, c.credit,
             c.credit_reference_id, c.station_id, c.connector_id, c.id_tag, c.vehicle_id,
             c.start_ms, c.end_ms, c.currency, c.tariff_id, *_amounts(c.total_cost),
             *_amounts(c.total_fixed_cost), c.total_energy_wh, *_amounts(c.total_energy_cost),
             c.total_time_ms, *_amounts(c.total_time_cost), c.total_parking_ms,
-            *_amounts(c.total_parking_cost), periods_json(c.periods), c.last_updated_ms)
+            *_amounts(c.total_parking_cost), [astuple(p) for p in c.periods], c.last_updated_ms)
 
 
 def _amounts(price: Price | None) -> tuple[Decimal | None, Decimal | None]:
@@ -157,11 +157,19 @@ def cdr_from_row(row: dict[str, Any]) -> Cdr:
         station_id=row["station_id"], connector_id=int(row["connector_id"]),
         id_tag=row["id_tag"], vehicle_id=row["vehicle_id"], start_ms=int(row["start_time"]),
         end_ms=int(row["end_time"]), currency=row["currency"], tariff_id=row["tariff_id"],
-        periods=periods_from_json(row["charging_periods"]), total_cost=total,
+        periods=tuple(_period(p) for p in row["periods"]), total_cost=total,
         total_fixed_cost=price("fixed_cost"), total_energy_wh=float(row["total_energy_wh"]),
         total_energy_cost=price("energy_cost"), total_time_ms=int(row["total_time_ms"]),
         total_time_cost=price("time_cost"), total_parking_ms=int(row["total_parking_ms"]),
         total_parking_cost=price("parking_cost"), last_updated_ms=int(row["last_updated"]))
+
+
+def _period(stored: Mapping[str, Any] | Sequence[Any]) -> SessionPeriod:
+    """A period as ClickHouse returns it (a named tuple: a dict) or as `cdr_row` (and the
+    JSON of the sink's `/cdrs/ID`) carries it: the fields in order."""
+    if isinstance(stored, Mapping):
+        return SessionPeriod(**stored)
+    return SessionPeriod(*stored)
 
 
 def load_cdrs(client: Client, database: str, session_ids: Iterable[str]) -> dict[str, list[Cdr]]:

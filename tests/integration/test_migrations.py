@@ -11,11 +11,11 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from schemas.codec import Codec
-from schemas.records import ChargingSession, SessionState
+from schemas.records import ChargingSession, SessionPeriod, SessionState
 from sinks.clickhouse import connect
 from sinks.errors import ClickHouseUnavailable, MigrationError
 from sinks.migrate import load_migrations, migrate
-from sinks.session_sink import Message, SessionSink
+from sinks.session_sink import Message, SessionSink, load_cdrs
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +109,31 @@ def test_same_token_twice_keeps_one_copy(client: Client, database: str) -> None:
     # replay republishes the same records at new offsets): the sink writes none of them.
     sink.write("t", 0, batch, "t-0-0-49-other")
     assert client.query(count).result_rows == [(50,)]
+
+
+def test_cdrs_stored_as_json_keep_their_periods_after_0014(client: Client, database: str,
+                                                           tmp_path: Path) -> None:
+    before = tmp_path / "before-0014"
+    before.mkdir()
+    for migration in load_migrations():
+        if migration.name < "0014":
+            (before / migration.name).write_text(migration.sql)
+    migrate(client, database, before)
+    stored_json = ('[{"start_ms":1717000000000,"energy_wh":20000.0,"charging_ms":1500000,'
+                   '"parking_ms":0,"energy_element":0,"time_element":1,"parking_element":-1},'
+                   '{"start_ms":1717001500000,"energy_wh":0.0,"charging_ms":0,'
+                   '"parking_ms":300000,"energy_element":-1,"time_element":-1,'
+                   '"parking_element":2}]')
+    client.command(
+        f"INSERT INTO {database}.cdrs (cdr_id, session_id, session_version, issued_version, "
+        "credit, station_id, connector_id, start_time, end_time, currency, "
+        "total_cost_incl_vat, total_energy_wh, total_time_ms, total_parking_ms, "
+        "charging_periods, last_updated) VALUES ('S-1-v1', 'S-1', 1, 1, false, 'ST-1', 1, "
+        "0, 0, 'EUR', 7.35, 20000, 1800000, 300000, {periods:String}, 0)",
+        parameters={"periods": stored_json})
+    assert migrate(client, database) == ["0014_cdr_periods.sql"]
+    (cdr,) = load_cdrs(client, database, ["S-1"])["S-1"]
+    assert cdr.periods == (SessionPeriod(1_717_000_000_000, 20000.0, 1_500_000, 0, 0, 1, -1),
+                           SessionPeriod(1_717_001_500_000, 0.0, 0, 300_000, -1, -1, 2))
+    rendered = client.query(f"SELECT charging_periods FROM {database}.cdrs").result_rows
+    assert rendered == [(stored_json,)]

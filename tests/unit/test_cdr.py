@@ -19,8 +19,6 @@ from processors.cdr import (
     credit_for,
     issue,
     ocpi_tariff,
-    periods_from_json,
-    periods_json,
     to_ocpi,
 )
 from processors.pricing import SimpleTariff
@@ -133,11 +131,6 @@ def test_the_tariff_goes_into_the_cdr_as_the_ocpi_tariff_it_was_read_from() -> N
     assert to_ocpi(cdr, book.tariffs["STANDARD"])["tariffs"] == [standard]
     assert to_ocpi(cdr, book.tariffs["FAST"])["tariffs"] == [{"id": "STANDARD",
                                                               "currency": "EUR"}]
-
-
-def test_periods_round_trip_through_their_stored_form() -> None:
-    periods = session().periods
-    assert periods_from_json(periods_json(periods)) == periods
 
 
 # -- properties ----------------------------------------------------------------------------
