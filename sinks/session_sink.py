@@ -30,8 +30,8 @@ container and its views write the same session row and CDR the rules above give.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -127,14 +127,15 @@ def session_row(session: ChargingSession, topic: str, partition: int, offset: in
 
 
 def cdr_row(cdr: Cdr) -> tuple:
-    """The cdrs row of one CDR (times as epoch ms, periods as tuples; migration 0014)."""
+    """The cdrs row of one CDR (times as epoch ms, each period as a dict of its fields, the
+    form ClickHouse reads and returns a named tuple in; migration 0014)."""
     c = cdr
     return (c.cdr_id, c.session_id, c.session_version, c.issued_version, c.credit,
             c.credit_reference_id, c.station_id, c.connector_id, c.id_tag, c.vehicle_id,
             c.start_ms, c.end_ms, c.currency, c.tariff_id, *_amounts(c.total_cost),
             *_amounts(c.total_fixed_cost), c.total_energy_wh, *_amounts(c.total_energy_cost),
             c.total_time_ms, *_amounts(c.total_time_cost), c.total_parking_ms,
-            *_amounts(c.total_parking_cost), [astuple(p) for p in c.periods], c.last_updated_ms)
+            *_amounts(c.total_parking_cost), [asdict(p) for p in c.periods], c.last_updated_ms)
 
 
 def _amounts(price: Price | None) -> tuple[Decimal | None, Decimal | None]:
@@ -157,19 +158,11 @@ def cdr_from_row(row: dict[str, Any]) -> Cdr:
         station_id=row["station_id"], connector_id=int(row["connector_id"]),
         id_tag=row["id_tag"], vehicle_id=row["vehicle_id"], start_ms=int(row["start_time"]),
         end_ms=int(row["end_time"]), currency=row["currency"], tariff_id=row["tariff_id"],
-        periods=tuple(_period(p) for p in row["periods"]), total_cost=total,
+        periods=tuple(SessionPeriod(**p) for p in row["periods"]), total_cost=total,
         total_fixed_cost=price("fixed_cost"), total_energy_wh=float(row["total_energy_wh"]),
         total_energy_cost=price("energy_cost"), total_time_ms=int(row["total_time_ms"]),
         total_time_cost=price("time_cost"), total_parking_ms=int(row["total_parking_ms"]),
         total_parking_cost=price("parking_cost"), last_updated_ms=int(row["last_updated"]))
-
-
-def _period(stored: Mapping[str, Any] | Sequence[Any]) -> SessionPeriod:
-    """A period as ClickHouse returns it (a named tuple: a dict) or as `cdr_row` (and the
-    JSON of the sink's `/cdrs/ID`) carries it: the fields in order."""
-    if isinstance(stored, Mapping):
-        return SessionPeriod(**stored)
-    return SessionPeriod(*stored)
 
 
 def load_cdrs(client: Client, database: str, session_ids: Iterable[str]) -> dict[str, list[Cdr]]:

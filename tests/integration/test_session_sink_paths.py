@@ -127,7 +127,7 @@ def test_first_versions_stored_by_clickhouse_equal_the_python_path_rows(
         assert by_clickhouse[table] == by_python[table], table
 
 
-def test_floats_json_is_awkward_for_go_through_clickhouse_and_read_back_as_written(
+def test_floats_whose_json_differs_go_through_clickhouse_and_read_back_as_written(
         client: Client, database: str, python_database: str) -> None:
     """Periods are stored as numbers (migration 0014), so energies whose JSON ClickHouse
     writes differently from orjson (1e-6, 1e16) no longer keep a batch out of ClickHouse."""
