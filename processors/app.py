@@ -87,9 +87,16 @@ def create_app(settings: Settings, bootstrap_servers: str,
     health = WorkerHealth(stall_s=settings.processor.stall_s)
     register_health(app, metrics, health)
 
+    owned: set[int] = set()
+    """Partitions between their assignment and revocation signals. Not the consumer's
+    assignment: that still lists revoked partitions until the rebalance ends, and the
+    expiry timer once reloaded a partition being taken away there, then kept that stale
+    copy when the partition came back."""
+
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: object, revoked: set[TP], **_: object) -> None:
         partitions = [tp.partition for tp in revoked if tp.topic == topics.meter_events]
+        owned.difference_update(partitions)
         store.forget(partitions)
         async with state_lock:
             await stitching.forget(partitions)
@@ -101,6 +108,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
         """Read the new partitions' changelog now, in the background: their first batch
         waited ~0.5 s for it (it still waits, for the lock, while the read is on)."""
         partitions = {tp.partition for tp in assigned_tps if tp.topic == topics.meter_events}
+        owned.update(partitions)
         if partitions:
             task = asyncio.ensure_future(preload(partitions))
             preloads.add(task)
@@ -120,8 +128,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
         await stitching.load(await store.ensure_loaded(partitions))
 
     def assigned() -> set[int]:
-        return {tp.partition for tp in app.consumer.assignment()
-                if tp.topic == topics.meter_events}
+        return set(owned)
 
     def save_states(done: Done) -> None:
         for station_id, (partition, blob) in done.states.items():

@@ -48,7 +48,7 @@ def _settings(bootstrap: str | None, chdb_url: str) -> Settings:
                "partitions": 3},
         clickhouse={"url": chdb_url, "database": f"f_{uuid.uuid4().hex[:8]}"},
         simulator=FLEET,
-        processor={"tariff_file": str(EXAMPLE_TARIFFS)},
+        processor={"tariff_file": str(EXAMPLE_TARIFFS), "expire_every_s": 0.2},
         sink={"batch_size": 200, "batch_ms": 200},
     )
 
@@ -103,21 +103,33 @@ def _processed(web_port: int | None) -> float:
 def test_a_second_worker_joins_and_leaves(broker: EmbeddedBroker, chdb_url: str,
                                           tmp_path: Path) -> None:
     """Scale-out: partitions and their station states move to a joining worker (its own web
-    port) and back when it leaves; sessions open across both rebalances come out exact."""
+    port) and back when it leaves; sessions open across both rebalances come out exact.
+
+    The first worker holds every partition and has applied the first slice before the
+    second joins, so a partition really leaves and comes back; the expiry timer (every
+    0.2 s here) then runs inside each rebalance, where it once reloaded a partition being
+    taken away and kept that stale copy when the partition came back."""
     settings = _settings(broker.bootstrap_servers, chdb_url)
     truth, slices = _fleet(settings, 3)
     with LocalStack(settings, tmp_path) as stack:
         sender = KeyedSender(stack.bootstrap_servers, stack.topics.meter_events)
         sender.send(slices[0])
+        deadline = time.monotonic() + 90
+        while _processed(stack.worker_web_port) < len(slices[0]):
+            assert time.monotonic() < deadline, "the first worker did not apply the first slice"
+            time.sleep(0.2)
         second = stack.start_worker("worker-2")
         assert second.web_port != stack.worker_web_port
         try:
-            sender.send(slices[1])
-            deadline = time.monotonic() + 90
-            while _processed(second.web_port) == 0:
-                assert time.monotonic() < deadline, "the second worker was given no partition"
+            # A trickle while the second worker starts and joins, then the rest at once.
+            trickle = slices[1]
+            while trickle and _processed(second.web_port) == 0:
+                sender.send(trickle[:10])
+                trickle = trickle[10:]
                 second.check_alive()
-                time.sleep(0.2)
+                time.sleep(0.25)
+            assert _processed(second.web_port) > 0, "the second worker was given no partition"
+            sender.send(trickle)
         finally:
             second.stop()  # leaves: its partitions go back to the first worker
         sender.send(slices[2])

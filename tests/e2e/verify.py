@@ -41,7 +41,7 @@ def assert_matches_truth(truth: list[TrueSession], rows: dict[NaturalKey, dict[s
     assert len(rows) == len(truth)
     for true in truth:
         row = rows[(true.station_id, true.connector_id, true.start_ms)]
-        assert row["state"] == "completed"
+        assert row["state"] == "completed", (true, row)
         assert row["vehicle_id"] == true.vehicle_id
         assert row["id_tag"] == true.id_tag
         assert row["transaction_id"] == true.transaction_id
