@@ -196,7 +196,7 @@ class ProcessorSettings(BaseModel):
 
 class SinkSettings(BaseModel):
     model_config = _FROZEN
-    batch_size: int = Field(20000, ge=1, description="Most rows in one insert.")
+    batch_size: int = Field(50000, ge=1, description="Most rows in one insert.")
     batch_ms: int = Field(500, ge=1, description="Longest a row waits before its insert.")
     web_port: int = Field(6067, ge=0, le=65535)
 

@@ -5,6 +5,13 @@ token, publish the batch's dead letters and wait for their delivery, then commit
 last+1 synchronously. A crash between any two steps leaves Kafka behind ClickHouse, never
 ahead; the restarted sink rebuilds the recorded batch, and ClickHouse drops the repeat.
 A failed insert or publish pauses consumption and retries the same batch with backoff.
+
+Each batch's insert runs in a writer thread while this thread keeps reading (bounded):
+chDB and the HTTP client release the GIL during an insert, so the next batches are read
+meanwhile. Every Kafka call stays in this thread. One batch is written at a time, in
+order, and the rebalance callbacks (which run inside this thread's reads) finish it
+first, so its commit happens before its partition can move and the ClickHouse client is
+never used from two threads at once.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +53,8 @@ CONSUMER_DEFAULTS = {
 }
 _SHARED_PREFIXES = ("bootstrap.servers", "client.id", "security.", "sasl.", "ssl.", "log_level")
 _BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+_READ_AHEAD_BATCHES = 2
+"""While a batch is written, read on until this many batches' worth of messages wait."""
 
 StepHook = Callable[[str, Intent], None]
 """Called with ("intent", i) after the intent is recorded and ("inserted", i) after the insert."""
@@ -76,6 +86,17 @@ class _Partition:
     """A batch whose insert or publish failed: written again, unchanged, before anything else."""
 
 
+@dataclass
+class _Job:
+    """A batch whose insert runs in the writer thread; `done` once its commit is settled."""
+
+    part: _Partition
+    step: Write
+    started: float
+    insert: Future[Written]
+    done: bool | None = None
+
+
 class SinkRunner:
     """Consumes its topics in one group and writes them with the batch planner's steps.
 
@@ -105,6 +126,8 @@ class SinkRunner:
         if updates_topic is not None:
             self._sinks[updates_topic] = SessionUpdateSink(client, database, codec)
         self._parts: dict[tuple[str, int], _Partition] = {}
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
+        self._in_flight: _Job | None = None
         self._blocked_until = 0.0
         self._failures = 0
         self._rows = self._batches = self._dead = self._retries = self._commit_failures = 0
@@ -120,6 +143,7 @@ class SinkRunner:
     # -- group membership ----------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._finish_in_flight()
         intents: dict[str, dict[int, Intent]] = {}
         for tp in partitions:
             if tp.topic not in intents:
@@ -132,7 +156,9 @@ class SinkRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Drop what revoked partitions buffered: nothing of it is committed, and the next
-        owner rebuilds the same batches from the recorded intents."""
+        owner rebuilds the same batches from the recorded intents. A batch being written is
+        finished first: committed while the partition is still ours."""
+        self._finish_in_flight()
         for tp in partitions:
             self._parts.pop((tp.topic, tp.partition), None)
         log.info("revoked %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
@@ -196,7 +222,9 @@ class SinkRunner:
                     part.intent = step.intent
                     self._hook("intent", step.intent)
             for n, (part, step) in enumerate(writes):
-                if not self._write(part, step):
+                if self._parts.get((part.topic, part.partition)) is not part:
+                    continue  # revoked while an earlier batch was written
+                if not self._write_reading_on(part, step):
                     for waiting, unwritten in writes[n:]:
                         waiting.retry = unwritten
                     return
@@ -223,17 +251,43 @@ class SinkRunner:
                 break
         return writes
 
-    def _write(self, part: _Partition, step: Write) -> bool:
-        """Insert (the intent is recorded), publish dead letters, commit.
+    def _write_reading_on(self, part: _Partition, step: Write) -> bool:
+        """Write one batch, its insert in the writer thread while this one reads on (module
+        docstring). Kafka calls all stay in this thread: a commit from the writer thread
+        while this one sat in consume() never returned."""
+        job = self._in_flight = _Job(part, step, time.perf_counter(), self._writer.submit(
+            self._sinks[part.topic].write, part.topic, part.partition,
+            part.messages[:step.count], step.intent.token))
+        limit = _READ_AHEAD_BATCHES * self.batch_size
+        while not job.insert.done():
+            if self._buffered() >= limit:
+                wait([job.insert], timeout=0.01)
+                continue
+            for msg in self._consumer.consume(self.batch_size, 0.01):
+                self._take(msg)  # a rebalance in here finishes the job: see _finish_in_flight
+        return self._finish(job)
+
+    def _finish_in_flight(self) -> None:
+        """Finish the batch being written (a rebalance callback: the partition is still ours)."""
+        if self._in_flight is not None:
+            wait([self._in_flight.insert])
+            self._finish(self._in_flight)
+
+    def _finish(self, job: _Job) -> bool:
+        if job.done is None:
+            self._in_flight = None
+            job.done = self._after_insert(job)
+        return job.done
+
+    def _after_insert(self, job: _Job) -> bool:
+        """Publish dead letters and commit once the insert is done (the intent is recorded).
 
         On a ClickHouse or delivery failure: pause, schedule a retry of this same step,
         return False.
         """
-        intent = step.intent
-        started = time.perf_counter()
+        intent = job.step.intent
         try:
-            written = self._sinks[part.topic].write(part.topic, part.partition,
-                                                    part.messages[:step.count], intent.token)
+            written = job.insert.result()
         except Exception as exc:  # noqa: BLE001 - any ClickHouse failure: retry the same batch
             self._retry_later(f"insert {intent.token} failed: {exc}")
             return False
@@ -243,16 +297,19 @@ class SinkRunner:
         except KafkaException as exc:
             self._retry_later(f"dead letters of {intent.token} not delivered: {exc}")
             return False
-        self._last_insert_ms = (time.perf_counter() - started) * 1000
+        self._last_insert_ms = (time.perf_counter() - job.started) * 1000
         self._rows += written.rows
         self._batches += 1
         self._dead += len(written.dead_letters)
-        self._commit(part, intent.next_offset)
+        self._commit(job.part, intent.next_offset)
         if self._failures:
             self._failures = 0
             self._blocked_until = 0.0
             self._consumer.resume(self._consumer.assignment())
         return True
+
+    def _buffered(self) -> int:
+        return sum(len(p.messages) for p in list(self._parts.values()))
 
     def _hook(self, stage: str, intent: Intent) -> None:
         if self._on_step is not None:
@@ -304,8 +361,7 @@ class SinkRunner:
     @property
     def stats(self) -> SinkStats:
         return SinkStats(self._rows, self._batches, self._dead, self._last_insert_ms,
-                         self._retries, self._commit_failures,
-                         sum(len(p.messages) for p in list(self._parts.values())))
+                         self._retries, self._commit_failures, self._buffered())
 
     def stats_dict(self) -> dict[str, Any]:
         return {**asdict(self.stats), "caught_up": self.caught_up()}
@@ -318,5 +374,9 @@ class SinkRunner:
 
     def close(self) -> None:
         """Leave the group without committing anything more (an unfinished batch is re-read)."""
+        if self._in_flight is not None:  # let its insert end, but commit nothing of it
+            wait([self._in_flight.insert])
+            self._in_flight = None
+        self._writer.shutdown()
         self._producer.flush(10)
         self._consumer.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -162,3 +164,76 @@ def test_undecodable_message_is_dead_lettered_and_good_rows_land(
         ("garbage on the dead-letters topic", "k", topics.dead_letters, "sink"),
         ("\x00not avro at all", "bad-key", topics.sessions_completed, "sink")]
     assert all(row[4] for row in letters)  # each with its reason
+
+
+class SlowSharedClient:
+    """One client for two sinks in one process, as two processes share one server: calls
+    take turns, and each Avro insert waits first, so a batch is in flight most of the time."""
+
+    def __init__(self, client: Client, insert_delay_s: float) -> None:
+        self._client = client
+        self._delay = insert_delay_s
+        self._turn = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if name == "raw_insert":
+                time.sleep(self._delay)
+            with self._turn:
+                return method(*args, **kwargs)
+        return call
+
+
+def trickle(broker: EmbeddedBroker, topics: Topics, total: int, seconds: float) -> None:
+    codec, producer = Codec(), Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for i in range(total):
+        producer.produce(topics.sessions_completed, key=f"S-{i:06d}".encode(),
+                         value=codec.encode_session(session(i), topics.sessions_completed))
+        if i % 20 == 19:
+            producer.poll(0)
+            time.sleep(seconds * 20 / total)
+    assert producer.flush(30) == 0
+
+
+def test_a_second_sink_joining_mid_insert_leaves_every_row_once(
+        broker: EmbeddedBroker, topics: Topics, client: Client, database: str) -> None:
+    """The group rebalances while the first sink has a batch in flight (its writer thread
+    inserting, its main thread reading on, where the rebalance callbacks run): that batch
+    is committed before its partition moves, and the newcomer neither repeats nor skips
+    a row. Sessions trickle in for ~8 s so both sinks have work."""
+    total = 4000
+    feeder = threading.Thread(target=trickle, args=(broker, topics, total, 8.0))
+    feeder.start()
+    shared = SlowSharedClient(client, insert_delay_s=0.4)
+    stop = threading.Event()
+    first = runner(broker, topics, shared, database, batch_size=1000)
+    threads = [threading.Thread(target=first.run, args=(stop,))]
+    threads[0].start()
+    deadline = time.monotonic() + 60
+    while first.stats.batches < 2:
+        assert time.monotonic() < deadline, f"the first sink wrote nothing: {first.stats}"
+        time.sleep(0.05)
+    second = runner(broker, topics, shared, database, batch_size=1000)  # joins the group now
+    threads.append(threading.Thread(target=second.run, args=(stop,)))
+    threads[1].start()
+    try:
+        feeder.join(60)
+        while count(client, database) < (total, total) or not (
+                first.caught_up() or second.caught_up()):
+            assert time.monotonic() < deadline + 60, (count(client, database), first.stats,
+                                                      second.stats)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert count(client, database) == (total, total)
+    assert second.stats.batches > 0, "the second sink never got a partition"
+    probe = Consumer({"bootstrap.servers": broker.bootstrap_servers,
+                      "group.id": f"{topics.namespace}-sink"})
+    committed = probe.committed([TopicPartition(topics.sessions_completed, p) for p in (0, 1)],
+                                timeout=10)
+    probe.close()
+    assert sum(tp.offset for tp in committed) == total
