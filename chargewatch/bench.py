@@ -305,11 +305,15 @@ def sink_rate(settings: Settings, bootstrap: str, sessions: int) -> float:
     database = f"bench_{uuid.uuid4().hex[:6]}"
     migrate(client, database)
     first_intent: list[float] = []
+
+    def note_first_intent(stage: str, _: object) -> None:
+        if stage == "intent" and not first_intent:
+            first_intent.append(time.perf_counter())
+
     runner = SinkRunner({**kafka_conf, "group.id": f"sink-{uuid.uuid4().hex}"},
                         topics.sessions_completed, topics.dead_letters, client, database, codec,
                         batch_size=settings.sink.batch_size, batch_ms=settings.sink.batch_ms,
-                        on_step=lambda stage, _: first_intent.append(time.perf_counter())
-                        if stage == "intent" and not first_intent else None)
+                        on_step=note_first_intent)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         runner.poll_once(0.1)

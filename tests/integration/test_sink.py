@@ -78,6 +78,16 @@ def run_until_idle(sink: SinkRunner, timeout_s: float = 20.0) -> None:
         sink.close()
 
 
+def committed_total(broker: EmbeddedBroker, topics: Topics) -> int:
+    """The sink group's committed offsets on the sessions topic, summed over its partitions."""
+    probe = Consumer({"bootstrap.servers": broker.bootstrap_servers,
+                      "group.id": f"{topics.namespace}-sink"})
+    committed = probe.committed([TopicPartition(topics.sessions_completed, p) for p in (0, 1)],
+                                timeout=10)
+    probe.close()
+    return sum(tp.offset for tp in committed)
+
+
 def count(client: Client, database: str, table: str = "charging_sessions") -> tuple[int, int]:
     """(rows, distinct session ids) without FINAL: duplicates would show here."""
     return client.query(f"SELECT count(), uniqExact(session_id) FROM {database}.{table}"
@@ -105,12 +115,7 @@ def test_rows_equal_what_was_produced(broker: EmbeddedBroker, topics: Topics, cl
     s = session(42)
     assert stored[0][:4] == ("S-000042", s.station_id, s.vehicle_id, Decimal("3.53"))
     assert stored[0][5:] == (s.end_ms, [])
-    probe = Consumer({"bootstrap.servers": broker.bootstrap_servers,
-                      "group.id": f"{topics.namespace}-sink"})
-    committed = probe.committed([TopicPartition(topics.sessions_completed, p) for p in (0, 1)],
-                                timeout=10)
-    probe.close()
-    assert sum(tp.offset for tp in committed) == 300  # every offset committed, after its insert
+    assert committed_total(broker, topics) == 300  # every offset committed, after its insert
 
 
 def crash_at(stage: str) -> Callable[[str, Intent], None]:
@@ -231,9 +236,4 @@ def test_a_second_sink_joining_mid_insert_leaves_every_row_once(
             thread.join(30)
     assert count(client, database) == (total, total)
     assert second.stats.batches > 0, "the second sink never got a partition"
-    probe = Consumer({"bootstrap.servers": broker.bootstrap_servers,
-                      "group.id": f"{topics.namespace}-sink"})
-    committed = probe.committed([TopicPartition(topics.sessions_completed, p) for p in (0, 1)],
-                                timeout=10)
-    probe.close()
-    assert sum(tp.offset for tp in committed) == total
+    assert committed_total(broker, topics) == total
