@@ -6,12 +6,16 @@ last+1 synchronously. A crash between any two steps leaves Kafka behind ClickHou
 ahead; the restarted sink rebuilds the recorded batch, and ClickHouse drops the repeat.
 A failed insert or publish pauses consumption and retries the same batch with backoff.
 
-Each batch's insert runs in a writer thread while this thread keeps reading (bounded):
-chDB and the HTTP client release the GIL during an insert, so the next batches are read
-meanwhile. Every Kafka call stays in this thread. One batch is written at a time, in
-order, and the rebalance callbacks (which run inside this thread's reads) finish it
-first, so its commit happens before its partition can move and the ClickHouse client is
-never used from two threads at once.
+The writes run in a pipeline beside this thread, which keeps reading (bounded): a batch
+is sent as soon as it is ready, while others are in flight (at most one per partition).
+A prepare thread does each batch's pure-Python part (the sink's `prepare`); a writer
+thread records the intents of the batches sent together (one insert), then inserts them
+one by one. chDB and the HTTP client release the GIL during an insert, so the next
+batches are read and prepared meanwhile. Every Kafka call stays in this thread: each
+batch is settled here (dead letters published, offset committed) once its insert ended.
+The rebalance callbacks (which run inside this thread's reads) settle every batch in
+flight first, so each commit happens before its partition can move and the ClickHouse
+client is never used from two threads at once.
 """
 
 from __future__ import annotations
@@ -55,9 +59,17 @@ _SHARED_PREFIXES = ("bootstrap.servers", "client.id", "security.", "sasl.", "ssl
 _BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _READ_AHEAD_BATCHES = 2
 """While a batch is written, read on until this many batches' worth of messages wait."""
+_READ_AHEAD_CHUNK = 2000
+"""Messages per read while batches are in flight: small, so an insert's end is noticed
+within a few ms."""
 
 StepHook = Callable[[str, Intent], None]
-"""Called with ("intent", i) after the intent is recorded and ("inserted", i) after the insert."""
+"""Called with ("intent", i) after the intent is recorded (in the writer thread) and
+("inserted", i) after the insert; what it raises propagates from `poll_once`."""
+
+
+class _HookRaised(Exception):
+    """A step hook raised in the writer thread; `poll_once` raises its cause."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +96,18 @@ class _Partition:
     end_offset: int | None = None
     retry: Write | None = None
     """A batch whose insert or publish failed: written again, unchanged, before anything else."""
+    job: _Job | None = None
+    """Its batch in flight, if any."""
 
 
 @dataclass
 class _Job:
-    """A batch whose insert runs in the writer thread; `done` once its commit is settled."""
+    """A batch in the pipeline; `done` once settled (True: committed)."""
 
     part: _Partition
     step: Write
     started: float
+    prepared: Future[Any]
     insert: Future[Written]
     done: bool | None = None
 
@@ -126,8 +141,9 @@ class SinkRunner:
         if updates_topic is not None:
             self._sinks[updates_topic] = SessionUpdateSink(client, database, codec)
         self._parts: dict[tuple[str, int], _Partition] = {}
+        self._preparer = ThreadPoolExecutor(1, thread_name_prefix="sink-prepare")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
-        self._in_flight: _Job | None = None
+        self._in_flight: list[_Job] = []
         self._blocked_until = 0.0
         self._failures = 0
         self._rows = self._batches = self._dead = self._retries = self._commit_failures = 0
@@ -143,7 +159,7 @@ class SinkRunner:
     # -- group membership ----------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._finish_in_flight()
+        self._settle_all()
         intents: dict[str, dict[int, Intent]] = {}
         for tp in partitions:
             if tp.topic not in intents:
@@ -156,9 +172,9 @@ class SinkRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Drop what revoked partitions buffered: nothing of it is committed, and the next
-        owner rebuilds the same batches from the recorded intents. A batch being written is
-        finished first: committed while the partition is still ours."""
-        self._finish_in_flight()
+        owner rebuilds the same batches from the recorded intents. Batches in flight are
+        settled first: committed while their partitions are still ours."""
+        self._settle_all()
         for tp in partitions:
             self._parts.pop((tp.topic, tp.partition), None)
         log.info("revoked %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
@@ -174,16 +190,31 @@ class SinkRunner:
             self.close()
 
     def poll_once(self, timeout: float) -> None:
-        """Read what arrived within `timeout`, then write every batch that is ready."""
+        """Settle the batches whose insert ended, read what arrives within `timeout` (a few
+        ms while batches are in flight), then send every batch that is ready."""
+        self._settle_ended()
         now = time.monotonic()
         if self._blocked_until > now:  # paused: keep the group membership alive only
             msg = self._consumer.poll(min(timeout, self._blocked_until - now))
             if msg is not None:
                 self._take(msg)
             return
-        for msg in self._consumer.consume(self.batch_size, timeout):
-            self._take(msg)
-        self._flush_ready()
+        self._read(timeout)
+        self._settle_ended()
+        self._send_ready()
+
+    def _read(self, timeout: float) -> None:
+        if not self._in_flight:
+            messages = self._consumer.consume(self.batch_size, timeout)
+        else:
+            head = self._in_flight[0]
+            if (not head.prepared.done()  # its insert waits for it: leave it the GIL
+                    or self._buffered() >= _READ_AHEAD_BATCHES * self.batch_size):
+                wait([head.insert], timeout=min(timeout, 0.01))
+                return
+            messages = self._consumer.consume(_READ_AHEAD_CHUNK, min(timeout, 0.01))
+        for msg in messages:
+            self._take(msg)  # a rebalance in here settles what is in flight: _settle_all
 
     def _take(self, msg: Any) -> None:
         part = self._parts.get((msg.topic(), msg.partition()))
@@ -204,40 +235,34 @@ class SinkRunner:
         part.messages.append(Message(msg.offset(), msg.value(), msg.key()))
         part.end_offset = None
 
-    def _flush_ready(self) -> None:
-        """Write every ready batch: the new ranges' intents first, all in one insert (one
-        per batch cost a third of the sink's time at a few rows per batch), then each
-        batch's insert; again while batches are ready."""
-        while writes := self._ready_writes():
-            intents = [step.intent for _, step in writes if step.record]
+    def _send_ready(self) -> None:
+        """Send every ready batch down the pipeline: the new ranges' intents first, all in
+        one insert (one per batch cost a third of the sink's time at a few rows per batch),
+        then each batch's insert."""
+        writes = self._ready_writes()
+        if not writes:
+            return
+        intents = [step.intent for _, step in writes if step.record]
+        recorded = self._writer.submit(self._record, intents)
+        for part, step in writes:
+            if step.record:
+                part.intent = step.intent  # a failed recording retries this same step
+            part.job = self._submit(part, step, recorded)
+
+    def _record(self, intents: list[Intent]) -> None:
+        record_intents(self.client, self.database, intents)
+        for intent in intents:
             try:
-                record_intents(self.client, self.database, intents)
-            except Exception as exc:  # noqa: BLE001 - any ClickHouse failure: retry the same batches
-                for part, step in writes:
-                    part.retry = step
-                self._retry_later(f"recording intents {[i.token for i in intents]} failed: {exc}")
-                return
-            for part, step in writes:
-                if step.record:
-                    part.intent = step.intent
-                    self._hook("intent", step.intent)
-            for n, (part, step) in enumerate(writes):
-                if self._parts.get((part.topic, part.partition)) is not part:
-                    continue  # revoked while an earlier batch was written
-                if not self._write_reading_on(part, step):
-                    for waiting, unwritten in writes[n:]:
-                        waiting.retry = unwritten
-                    return
-                part.retry = None
-                del part.messages[:step.count]
-                part.oldest = time.monotonic()
+                self._hook("intent", intent)
+            except BaseException as exc:
+                raise _HookRaised() from exc
 
     def _ready_writes(self) -> list[tuple[_Partition, Write]]:
         """The next batch of each partition that has one ready (skipping what is stored)."""
         now = time.monotonic()
         writes: list[tuple[_Partition, Write]] = []
         for part in list(self._parts.values()):
-            while True:
+            while part.job is None:
                 step = part.retry or plan(
                     part.topic, part.partition, [m.offset for m in part.messages], part.intent,
                     max_size=self.batch_size, due=(now - part.oldest) * 1000 >= self.batch_ms,
@@ -251,33 +276,56 @@ class SinkRunner:
                 break
         return writes
 
-    def _write_reading_on(self, part: _Partition, step: Write) -> bool:
-        """Write one batch, its insert in the writer thread while this one reads on (module
-        docstring). Kafka calls all stay in this thread: a commit from the writer thread
-        while this one sat in consume() never returned."""
-        job = self._in_flight = _Job(part, step, time.perf_counter(), self._writer.submit(
-            self._sinks[part.topic].write, part.topic, part.partition,
-            part.messages[:step.count], step.intent.token))
-        limit = _READ_AHEAD_BATCHES * self.batch_size
-        while not job.insert.done():
-            if self._buffered() >= limit:
-                wait([job.insert], timeout=0.01)
-                continue
-            for msg in self._consumer.consume(self.batch_size, 0.01):
-                self._take(msg)  # a rebalance in here finishes the job: see _finish_in_flight
-        return self._finish(job)
+    def _submit(self, part: _Partition, step: Write, recorded: Future[None]) -> _Job:
+        """Send one batch: prepared in one thread, inserted in the writer once its intent
+        is recorded."""
+        sink = self._sinks[part.topic]
+        prepared = self._preparer.submit(sink.prepare, part.topic, part.partition,
+                                         part.messages[:step.count])
 
-    def _finish_in_flight(self) -> None:
-        """Finish the batch being written (a rebalance callback: the partition is still ours)."""
-        if self._in_flight is not None:
-            wait([self._in_flight.insert])
-            self._finish(self._in_flight)
+        def insert() -> Written:
+            recorded.result()
+            return sink.insert(prepared.result(), step.intent.token)
 
-    def _finish(self, job: _Job) -> bool:
-        if job.done is None:
-            self._in_flight = None
-            job.done = self._after_insert(job)
-        return job.done
+        job = _Job(part, step, time.perf_counter(), prepared, self._writer.submit(insert))
+        self._in_flight.append(job)
+        return job
+
+    def _settle_ended(self) -> None:
+        while self._in_flight and self._in_flight[0].insert.done():
+            self._settle(self._in_flight[0])
+
+    def _settle_all(self) -> None:
+        """Settle every batch in flight, in order (a rebalance callback: the partitions are
+        still ours)."""
+        while self._in_flight:
+            wait([self._in_flight[0].insert])
+            self._settle(self._in_flight[0])
+
+    def _settle(self, job: _Job) -> None:
+        """Publish, commit and drop the batch from its buffer, or schedule its retry and
+        take back the batches behind it that have not started."""
+        self._in_flight.remove(job)
+        job.part.job = None
+        job.done = self._after_insert(job)
+        self._account(job)
+        if not job.done:
+            for later in list(self._in_flight):
+                if later.insert.cancel():
+                    later.prepared.cancel()
+                    self._in_flight.remove(later)
+                    later.part.job = None
+                    later.done = False
+                    self._account(later)
+
+    def _account(self, job: _Job) -> None:
+        part = job.part
+        if self._parts.get((part.topic, part.partition)) is not part:
+            return  # revoked: its next owner rebuilds the batch from the intent
+        part.retry = None if job.done else job.step
+        if job.done:
+            del part.messages[:job.step.count]
+            part.oldest = time.monotonic()
 
     def _after_insert(self, job: _Job) -> bool:
         """Publish dead letters and commit once the insert is done (the intent is recorded).
@@ -288,6 +336,8 @@ class SinkRunner:
         intent = job.step.intent
         try:
             written = job.insert.result()
+        except _HookRaised as exc:
+            raise exc.__cause__ from None  # noqa: B904 - the hook's own exception, as it was
         except Exception as exc:  # noqa: BLE001 - any ClickHouse failure: retry the same batch
             self._retry_later(f"insert {intent.token} failed: {exc}")
             return False
@@ -368,15 +418,17 @@ class SinkRunner:
 
     def caught_up(self) -> bool:
         """True when every assigned partition reached its end and nothing waits to be written."""
-        return (bool(self._parts) and not self._blocked_until
+        return (bool(self._parts) and not self._blocked_until and not self._in_flight
                 and all(p.end_offset is not None and not p.messages
                         for p in self._parts.values()))
 
     def close(self) -> None:
         """Leave the group without committing anything more (an unfinished batch is re-read)."""
-        if self._in_flight is not None:  # let its insert end, but commit nothing of it
-            wait([self._in_flight.insert])
-            self._in_flight = None
+        for job in self._in_flight:  # let the inserts end, but commit nothing of them
+            job.insert.cancel()
+        wait([job.insert for job in self._in_flight])
+        self._in_flight.clear()
         self._writer.shutdown()
+        self._preparer.shutdown()
         self._producer.flush(10)
         self._consumer.close()

@@ -30,6 +30,7 @@ container and its views write the same session row and CDR the rules above give.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -82,9 +83,10 @@ _CDR_MS = {"start_time": "toUnixTimestamp64Milli(start_time)",
            "last_updated": "toUnixTimestamp64Milli(last_updated)"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """One consumed message: what a batch is made of."""
+    """One consumed message: what a batch is made of (not frozen: the sink builds one per
+    message read, and a frozen one took 5x as long)."""
 
     offset: int
     value: bytes | None
@@ -217,6 +219,32 @@ class _TableSink:
         self.database = check_identifier(database)
         self.codec = codec
 
+    def write(self, topic: str, partition: int, messages: Sequence[Message],
+              token: str) -> Written:
+        raise NotImplementedError
+
+    def prepare(self, topic: str, partition: int, messages: Sequence[Message]) -> Any:
+        """The part of writing a batch that asks ClickHouse nothing: the runner runs it
+        ahead, while the previous batch is inserted. By default the batch as it is."""
+        return topic, partition, messages
+
+    def insert(self, prepared: Any, token: str) -> Written:
+        """Write a batch `prepare` returned, under `token`."""
+        return self.write(*prepared, token)
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionBatch:
+    """A sessions batch split for writing (SessionSink.prepare)."""
+
+    topic: str
+    partition: int
+    messages: Sequence[Message]
+    firsts: dict[str, tuple[Message, bytes]]
+    rest: list[Message]
+    container: bytes
+    """The Avro container of every first version, for when none is stored yet."""
+
 
 class SessionSink(_TableSink):
     """sessions-completed → `{database}.charging_sessions` (and its CDRs into `cdrs`).
@@ -240,26 +268,42 @@ class SessionSink(_TableSink):
         self._schema = default_catalog().current("ChargingSession")
         self._columns = [*(f["name"] for f in self._schema.parsed["fields"]), *SOURCE_FIELDS]
         self._header = SINGLE_OBJECT_MAGIC + self._schema.fingerprint
+        self._probe_table = f"stored_probe_{uuid.uuid4().hex}"
+        """Per sink: sinks sharing a client (and so its session) never mix their ids."""
 
     def write(self, topic: str, partition: int, messages: Sequence[Message],
               token: str) -> Written:
+        return self.insert(self.prepare(topic, partition, messages), token)
+
+    def prepare(self, topic: str, partition: int,
+                messages: Sequence[Message]) -> _SessionBatch:
         firsts, rest = self._first_versions(messages)
+        return _SessionBatch(topic, partition, messages, firsts, rest, self._container(
+            topic, partition, [(m.offset, body) for m, body in firsts.values()]))
+
+    def insert(self, prepared: _SessionBatch, token: str) -> Written:
+        topic, partition, firsts = prepared.topic, prepared.partition, prepared.firsts
         stored = self._stored_ids(set(firsts))
-        fresh = [(m.offset, body) for sid, (m, body) in firsts.items() if sid not in stored]
-        rest.extend(m for sid, (m, _) in firsts.items() if sid in stored)
+        rest = [*prepared.rest, *(m for sid, (m, _) in firsts.items() if sid in stored)]
+        fresh = len(firsts) - len(stored)
         if fresh:
+            block = prepared.container if not stored else self._container(
+                topic, partition,
+                [(m.offset, body) for sid, (m, body) in firsts.items() if sid not in stored])
             try:
                 self.client.raw_insert(
-                    f"{self.database}.sessions_in", self._columns,
-                    insert_block=sourced_container(self._schema, topic, partition, fresh),
+                    f"{self.database}.sessions_in", self._columns, insert_block=block,
                     fmt="Avro", settings={**_dedup(f"{token}-avro"), **_FAST_VIEWS})
             except Exception:  # noqa: BLE001 - decode in Python; it raises again if ClickHouse is down
-                return self._write_decoded(topic, partition, messages, token)
+                return self._write_decoded(topic, partition, prepared.messages, token)
         if not rest:
-            return Written(len(fresh), [])
+            return Written(fresh, [])
         rest.sort(key=lambda m: m.offset)
         written = self._write_decoded(topic, partition, rest, token)
-        return Written(len(fresh) + written.rows, written.dead_letters)
+        return Written(fresh + written.rows, written.dead_letters)
+
+    def _container(self, topic: str, partition: int, bodies: list[tuple[int, bytes]]) -> bytes:
+        return sourced_container(self._schema, topic, partition, bodies) if bodies else b""
 
     def _first_versions(self, messages: Sequence[Message]
                         ) -> tuple[dict[str, tuple[Message, bytes]], list[Message]]:
@@ -297,15 +341,23 @@ class SessionSink(_TableSink):
     def _stored_ids(self, session_ids: set[str]) -> set[str]:
         """Which of these sessions have any row in charging_sessions.
 
-        The ids travel as one newline-separated string (an array parameter of 20,000
-        quoted strings cost 4x the query), so an id holding a newline never comes here.
+        The ids go to ClickHouse as data, one per line into this sink's own temporary
+        table, not as a query parameter: ClickHouse took 33 ms to read 25,000 ids in a
+        parameter and 3 ms to insert them as lines (a temporary table lives in the client's
+        session, which clickhouse-connect opens by default). So an id holding a newline
+        never comes here.
         """
         if not session_ids:
             return set()
+        table = self._probe_table
+        self.client.command(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} "
+                            "(session_id String) ENGINE = Memory")
+        self.client.command(f"TRUNCATE TABLE {table}")
+        self.client.raw_insert(table, ["session_id"], fmt="LineAsString",
+                               insert_block=("\n".join(session_ids) + "\n").encode())
         result = self.client.query(
             "SELECT DISTINCT session_id FROM {db:Identifier}.charging_sessions "
-            "WHERE session_id IN (SELECT arrayJoin(splitByChar('\\n', {ids:String})))",
-            parameters={"db": self.database, "ids": "\n".join(session_ids)})
+            f"WHERE session_id IN {table}", parameters={"db": self.database})
         return {row[0] for row in result.result_rows}
 
     def _write_decoded(self, topic: str, partition: int, messages: Sequence[Message],

@@ -38,7 +38,8 @@ class RecordingClient:
         return getattr(self._client, name)
 
     def raw_insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
-        self.avro_tables.append(table.rsplit(".", 1)[-1])
+        if kwargs.get("fmt") == "Avro":
+            self.avro_tables.append(table.rsplit(".", 1)[-1])
         return self._client.raw_insert(table, *args, **kwargs)
 
 
@@ -177,6 +178,21 @@ def test_a_retried_or_replayed_batch_adds_no_row(client: Client, database: str) 
     before = stored(client, database)
     sink.write(TOPIC, 0, batch, "t-0-0-5")  # the same batch, retried
     sink.write(TOPIC, 0, messages(varied(), first=100), "t-0-100-105")  # a processor replay
+    assert stored(client, database) == before
+
+
+def test_a_replay_of_sessions_with_awkward_ids_adds_no_row(client: Client, database: str) -> None:
+    """The stored-id probe sends ids as lines (SessionSink._stored_ids): every other
+    character, and the empty id, must come back as sent, or a replay would be stored twice."""
+    sink = SessionSink(client, database, CODEC)
+    awkward = [base(i) for i in ("a\rb", "end\r", "t\tab", "back\\slash", "q'uo\"te", "\\N",
+                                 " spaced ", "ünïcode", "")]
+    sink.write(TOPIC, 0, messages(awkward), "t-0-0-8")
+    before = stored(client, database)
+    assert len(before["charging_sessions"]) == len(awkward)
+    sink.write(TOPIC, 0, messages(awkward, first=100), "t-0-100-108")  # a processor replay
+    for n, session in enumerate(awkward):  # and replays of one session each
+        sink.write(TOPIC, 0, messages([session], first=200 + n), f"t-0-{200 + n}-{200 + n}")
     assert stored(client, database) == before
 
 

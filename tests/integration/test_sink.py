@@ -184,7 +184,7 @@ class SlowSharedClient:
         method = getattr(self._client, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if name == "raw_insert":
+            if name == "raw_insert" and kwargs.get("fmt") == "Avro":
                 time.sleep(self._delay)
             with self._turn:
                 return method(*args, **kwargs)
