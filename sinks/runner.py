@@ -206,12 +206,10 @@ class SinkRunner:
     def _read(self, timeout: float) -> None:
         if not self._in_flight:
             messages = self._consumer.consume(self.batch_size, timeout)
+        elif self._buffered() >= _READ_AHEAD_BATCHES * self.batch_size:
+            wait([self._in_flight[0].insert], timeout=min(timeout, 0.01))
+            return
         else:
-            head = self._in_flight[0]
-            if (not head.prepared.done()  # its insert waits for it: leave it the GIL
-                    or self._buffered() >= _READ_AHEAD_BATCHES * self.batch_size):
-                wait([head.insert], timeout=min(timeout, 0.01))
-                return
             messages = self._consumer.consume(_READ_AHEAD_CHUNK, min(timeout, 0.01))
         for msg in messages:
             self._take(msg)  # a rebalance in here settles what is in flight: _settle_all
