@@ -295,10 +295,12 @@ class SinkRunner:
 
     def _settle_all(self) -> None:
         """Settle every batch in flight, in order (a rebalance callback: the partitions are
-        still ours)."""
+        still ours), and let the writer run dry: a recording for batches taken back after
+        a failure may still wait there, and the callbacks use the client next."""
         while self._in_flight:
             wait([self._in_flight[0].insert])
             self._settle(self._in_flight[0])
+        self._writer.submit(lambda: None).result()
 
     def _settle(self, job: _Job) -> None:
         """Publish, commit and drop the batch from its buffer, or schedule its retry and
@@ -426,7 +428,7 @@ class SinkRunner:
             job.insert.cancel()
         wait([job.insert for job in self._in_flight])
         self._in_flight.clear()
+        self._producer.flush(10)
+        self._consumer.close()  # its revoke callback still uses the writer (_settle_all)
         self._writer.shutdown()
         self._preparer.shutdown()
-        self._producer.flush(10)
-        self._consumer.close()
