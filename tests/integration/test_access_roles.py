@@ -131,6 +131,11 @@ def test_sink_inserts_into_its_tables_only(folder: Path, tmp_path: Path) -> None
         f"CREATE TABLE IF NOT EXISTS {DB}.schema_migrations (name String, checksum String, "
         "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY name",
         f"SELECT name, any(checksum) FROM {DB}.schema_migrations GROUP BY name",
+        # the stored-session probe (SessionSink._stored_ids), in the sink's own session
+        "CREATE TEMPORARY TABLE IF NOT EXISTS probe (session_id String) ENGINE = Memory",
+        "TRUNCATE TABLE probe",
+        "INSERT INTO probe VALUES ('EV-3')",
+        f"SELECT DISTINCT session_id FROM {DB}.charging_sessions WHERE session_id IN probe",
     ]
     refused = [
         f"ALTER TABLE {DB}.charging_sessions DELETE WHERE 1",
