@@ -125,31 +125,47 @@ def crash_at(stage: str) -> Callable[[str, Intent], None]:
     return die
 
 
-def run_until_crash(sink: SinkRunner) -> None:
-    with pytest.raises(Crash):
+def run_until_crash(sink: SinkRunner) -> str:
+    """Poll until the hook's Crash; returns the token of the batch it crashed at."""
+    with pytest.raises(Crash) as crashed:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             sink.poll_once(0.1)
     sink.close()  # leaves the group without committing the crashed batch
+    return str(crashed.value)
+
+
+def offsets_stored(client: Client, database: str, partition: int) -> list[int]:
+    return [row[0] for row in client.query(
+        f"SELECT _offset FROM {database}.charging_sessions WHERE _partition = {partition} "
+        "ORDER BY _offset").result_rows]
 
 
 def test_crashes_then_restart_write_every_row_once(broker: EmbeddedBroker, topics: Topics,
                                                   client: Client, database: str) -> None:
     produce_sessions(broker, topics, range(120))
     # 1. Dies after recording the intent of its first batch, before inserting it.
-    run_until_crash(runner(broker, topics, client, database, batch_size=25,
-                           on_step=crash_at("intent")))
+    token = run_until_crash(runner(broker, topics, client, database, batch_size=25,
+                                   on_step=crash_at("intent")))
     assert count(client, database) == (0, 0)
+    partition, first, last = (int(n) for n in token.rsplit("-", 3)[1:])
+    assert last - first + 1 == 25
     # 2. Rebuilds that batch (its own size would be 40), inserts it, dies before the commit.
+    #    The other partition's first batch may be inserted too (the writer runs ahead of the
+    #    consumer's thread, where the hook fires), but is uncommitted as well.
     run_until_crash(runner(broker, topics, client, database, batch_size=40,
                            on_step=crash_at("inserted")))
-    assert count(client, database) == (25, 25)
-    # 3. Batches differently again; the recorded intent still cuts the first batch to the
-    #    same range, so ClickHouse drops the repeat. No FINAL needed to see no duplicate.
-    last = runner(broker, topics, client, database, batch_size=5000)
-    run_until_idle(last)
+    assert offsets_stored(client, database, partition) == list(range(first, last + 1))
+    others = offsets_stored(client, database, 1 - partition)
+    assert others in ([], list(range(25)), list(range(40)))  # 25: its intent was recorded in 1.
+    rows, distinct = count(client, database)
+    assert rows == distinct == 25 + len(others)
+    # 3. Batches differently again; the recorded intents still cut those batches to the
+    #    same ranges, so ClickHouse drops the repeats. No FINAL needed to see no duplicate.
+    last_run = runner(broker, topics, client, database, batch_size=5000)
+    run_until_idle(last_run)
     assert count(client, database) == (120, 120)
-    assert last.stats.rows_written == 120  # 25 of them dropped by ClickHouse as a repeat
+    assert last_run.stats.rows_written == 120  # those stored already dropped as a repeat
 
 
 def test_undecodable_message_is_dead_lettered_and_good_rows_land(
