@@ -367,7 +367,7 @@ def run_pipeline_bench(events: int, run_dir: Path) -> list[tuple[str, ...]]:
                 (f"{per_message}/msg", "bare Faust agent", f"{bare:,.0f} ev/s",
                  f"{bare / plain:.2f}"),
                 (f"{per_message}/msg", "processor, full logic", f"{full:,.0f} ev/s",
-                 f"{full / plain:.2f} of plain, {full / bare:.2f} of bare Faust"),
+                 f"{full / plain:.3f} of plain, {full / bare:.3f} of bare Faust"),
                 (f"{per_message}/msg", "end to end into ClickHouse", f"{e2e:,.0f} ev/s",
                  f"{e2e / plain:.2f}"),
                 (f"{per_message}/msg", "latency at half the processor's rate",
