@@ -30,6 +30,7 @@ from chargewatch.kafka_config import client_config, faust_credentials
 from chargewatch.metrics import ProcessorMetrics
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
+from infra import clock
 from processors.agents import StationStore
 from processors.batch import BatchCounts
 from processors.faust_transport import TunedApp
@@ -187,7 +188,7 @@ def create_app(settings: Settings, bootstrap_servers: str,
     @app.timer(interval=settings.processor.expire_every_s)
     async def expire_inactive() -> None:
         """Close sessions whose stop never came (inactivity, DESIGN.md's missing stop)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         async with state_lock:
             await load_states(assigned())
             done = await stitching.expire(now_ms, dead_letters.take(),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import time
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from typing import Any, Protocol
 from chargewatch.kafka_config import client_config
 from chargewatch.settings import Settings
 from chargewatch.topics import Topics
+from infra.clock import now_ms
 from processors.anomalies import AnomalyDetector
 from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessage
 from processors.errors import StitchingFailed
@@ -204,7 +204,7 @@ class _Child:
         self.codec = Codec(settings.kafka.schema_registry_url)
         self.processor = BatchProcessor(
             build_stitcher(settings), self.codec.decode_meter_events,
-            lambda: int(time.time() * 1000),
+            now_ms,
             AnomalyDetector(settings.anomaly_rules(), registry=settings.station_registry()),
             StatusHistory(settings.stitch_rules()))
         self.outbox = Outbox(client_config(settings.kafka, bootstrap_servers))

@@ -56,6 +56,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from infra.clock import now_ms
 from producers import ocpp_mapping as mapping
 from producers.ocpp_auth import GatewayPolicy, TokenBucket, basic_credentials
 from producers.ocpp_delivery import KafkaDelivery
@@ -85,7 +86,7 @@ class OcppGateway:
 
     def __init__(self, delivery: KafkaDelivery, heartbeat_interval_s: int = 300,
                  authorize: Callable[[str], bool] = accept_all,
-                 clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 clock: Callable[[], int] = now_ms,
                  policy: GatewayPolicy | None = None, transactions_topic: str | None = None,
                  chargers: Mapping[str, ChargerState] | None = None) -> None:
         self.delivery = delivery

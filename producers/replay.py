@@ -17,12 +17,12 @@ each station's events keep their file order.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from infra.clock import now_ms
 from producers.errors import ReplayFormatError
 from producers.jsonl import MAX_LINE_BYTES, parse_event_line
 
@@ -40,10 +40,6 @@ class ReplayStats:
     lines: int
     events: int
     dead_lettered: int
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _read_line(src: BinaryIO) -> tuple[bytes, int | None] | None:
@@ -68,7 +64,7 @@ def replay_file(
     progress: Callable[[int], None] | None = None,
     *,
     events_per_message: int = 1,
-    now_ms: Callable[[], int] = _wall_ms,
+    now_ms: Callable[[], int] = now_ms,
 ) -> ReplayStats:
     """Publish every event in `path`; dead-letter every line that is not one.
 

@@ -29,7 +29,6 @@ container and its views write the same session row and CDR the rules above give.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from infra.clock import now_ms
 from processors.cdr import Cdr, Price, issue
 from schemas.codec import SINGLE_OBJECT_MAGIC, Codec
 from schemas.errors import DecodeError
@@ -93,15 +93,11 @@ class Message:
     key: bytes | None = None
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def dead_letter_for(topic: str, partition: int, message: Message, error: str) -> DeadLetter:
     """The dead letter of a message this sink could not use."""
     return DeadLetter(original=message.value or b"", source_topic=topic,
                       source_partition=partition, source_offset=message.offset, stage=STAGE,
-                      error=error, failed_ms=_now_ms(), original_key=message.key)
+                      error=error, failed_ms=now_ms(), original_key=message.key)
 
 
 def _decode_failure(message: Message, decode: Any) -> tuple[Any, str | None]:

@@ -16,11 +16,13 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from websockets.asyncio.client import connect
 
+from infra.clock import now_ms
 from producers.ocpp_mapping import format_time
 
-T0 = 1_795_414_800_000
-"""2026-11-23T06:20:00Z, the simulated start."""
 MINUTE = 60_000
+T0 = now_ms() // MINUTE * MINUTE - 60 * MINUTE
+"""The simulated start: an hour before the product's now, so that the chargers' clocks
+agree with the gateway's on any date (the gateway stamps receive time from that clock)."""
 
 
 def at(minutes: float) -> str:

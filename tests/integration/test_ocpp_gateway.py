@@ -18,7 +18,7 @@ from chargewatch.topics import Topics, ensure_topics
 from producers.errors import PublishError
 from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
 from producers.ocpp_gateway import OcppGateway
-from producers.ocpp_mapping import TX_EPOCH_MS
+from producers.ocpp_mapping import TX_EPOCH_MS, format_time
 from producers.publisher import EventPublisher
 from schemas.codec import Codec
 from schemas.records import EventKind, MeterEvent
@@ -27,7 +27,7 @@ from tests.ocpp_chargers import MINUTE, T0, at, charger, run_session_16, run_ses
 
 pytestmark = pytest.mark.integration
 
-NOW = 1_795_500_000_000
+NOW = T0 + 120 * MINUTE
 """The gateway's clock in these tests: every receive time."""
 
 
@@ -88,7 +88,7 @@ def test_ocpp16_session_reaches_kafka_exactly(broker: EmbeddedBroker, namespace:
     tx = (T0 + MINUTE - TX_EPOCH_MS) // 1000
     assert sent.transaction_id == tx
     assert (sent.boot.status, sent.boot.interval) == ("Accepted", 120)
-    assert sent.heartbeat.current_time == "2026-11-24T06:00:00.000Z"
+    assert sent.heartbeat.current_time == format_time(NOW)
     assert sent.authorize.id_tag_info["status"] == "Accepted"
     assert sent.stop.id_tag_info["status"] == "Accepted"
     t = str(tx)
