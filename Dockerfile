@@ -7,6 +7,7 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY schemas schemas
+COPY charging charging
 COPY infra infra
 COPY producers producers
 COPY processors processors

@@ -19,9 +19,9 @@ import orjson
 from rich.console import Console
 from rich.text import Text
 
-from chargewatch.errors import ChargeWatchError, ConfigError
-from chargewatch.settings import Settings
-from processors.anomalies import at_least
+from charging.anomalies import at_least
+from infra.errors import ChargeWatchError, ConfigError
+from infra.settings import Settings
 from schemas.records import Anomaly, Severity
 
 if TYPE_CHECKING:
@@ -44,8 +44,8 @@ def add_anomalies_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_anomalies(settings: Settings, args: argparse.Namespace) -> int:
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-    from chargewatch.kafka_config import client_config
-    from chargewatch.topics import Topics
+    from infra.kafka_config import client_config
+    from infra.topics import Topics
     from schemas.codec import Codec
     from schemas.errors import DecodeError
 

@@ -29,14 +29,14 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from chargewatch.embedded import EmbeddedBroker, free_port
-from chargewatch.kafka_config import client_config
 from chargewatch.publishing import fleet_config
 from chargewatch.render import print_rows
-from chargewatch.settings import Settings, load_settings
 from chargewatch.stack import LocalStack
-from chargewatch.topics import Topics, ensure_topics
 from chargewatch.worker import write_config
-from processors.state import StationState
+from charging.state import StationState
+from infra.kafka_config import client_config
+from infra.settings import Settings, load_settings
+from infra.topics import Topics, ensure_topics
 from processors.stitching_process import build_stitcher
 from producers.publisher import PRODUCER_DEFAULTS
 from producers.simulator import simulate

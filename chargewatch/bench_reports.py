@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chargewatch.settings import Settings
+from infra.settings import Settings
 
 if TYPE_CHECKING:
     from rich.console import Console

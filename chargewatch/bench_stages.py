@@ -17,9 +17,9 @@ from pathlib import Path
 import faust
 from faust.worker import Worker
 
-from chargewatch.kafka_config import faust_credentials
-from chargewatch.settings import load_settings
-from chargewatch.topics import Topics
+from infra.kafka_config import faust_credentials
+from infra.settings import load_settings
+from infra.topics import Topics
 from processors.app import create_app
 from processors.batch import BatchCounts
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 
-from chargewatch.errors import StackError
-from chargewatch.settings import Settings
-from processors.cdr import Cdr, Price, iso, money, to_ocpi
-from processors.tariffs.model import Tariff
+from charging.cdr import Cdr, Price, iso, money, to_ocpi
+from charging.tariffs.model import Tariff
+from infra.errors import StackError
+from infra.settings import Settings
 
 _AMOUNT_SUFFIXES = ("_excl_vat", "_incl_vat")
 
@@ -54,7 +54,7 @@ def cmd_cdr(settings: Settings, args: argparse.Namespace) -> int:
 def configured_tariffs(settings: Settings) -> dict[str, Tariff]:
     """The tariffs of today's configuration by id: a CDR shows its tariff as configured now
     (a tariff file changed since the session would show the changed tariff)."""
-    from processors.pricing import SimpleTariff, simple_book
+    from charging.pricing import SimpleTariff, simple_book
 
     pricing = settings.pricing()
     book = simple_book(pricing) if isinstance(pricing, SimpleTariff) else pricing

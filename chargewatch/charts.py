@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chargewatch.errors import StackError
+from infra.errors import StackError
 from sinks.reports import Report
 
 

@@ -18,7 +18,7 @@ from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
 from chargewatch.cdr_cli import add_cdr_arguments, cmd_cdr
-from chargewatch.errors import ChargeWatchError, ConfigError
+from chargewatch.gateway_cli import add_gateway_arguments, cmd_gateway
 from chargewatch.logs import configure as configure_logging
 from chargewatch.reporting import (
     add_report_arguments,
@@ -26,8 +26,8 @@ from chargewatch.reporting import (
     cmd_report,
     cmd_session,
 )
-from chargewatch.settings import Settings, load_settings
-from producers.ocpp_cli import add_gateway_arguments, cmd_gateway
+from infra.errors import ChargeWatchError, ConfigError
+from infra.settings import Settings, load_settings
 
 err = Console(stderr=True, soft_wrap=True)
 

@@ -23,8 +23,8 @@ from chargewatch.publishing import (
     publish_simulation,
 )
 from chargewatch.render import print_record, print_rows
-from chargewatch.settings import Settings
 from chargewatch.stack import LocalStack
+from infra.settings import Settings
 from producers.simulator import simulate
 from sinks import health_reports, reports
 

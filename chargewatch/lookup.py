@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chargewatch.errors import StackError
-from chargewatch.settings import Settings
+from infra.errors import StackError
+from infra.settings import Settings
 from sinks import analytics, health_reports, reports
 from sinks.clickhouse import connect
 from sinks.migrate import migrate

@@ -8,10 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chargewatch.errors import ConfigError
-from chargewatch.kafka_config import client_config
-from chargewatch.settings import Settings
-from chargewatch.topics import Topics, ensure_topics
+from infra.errors import ConfigError
+from infra.kafka_config import client_config
+from infra.settings import Settings
+from infra.topics import Topics, ensure_topics
 from producers.chaos import ChaosConfig, ChaosSimulation
 from producers.errors import SimulationConfigError
 from producers.faults import FaultConfig

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from chargewatch.settings import Settings
+from infra.settings import Settings
 
 REPORT_NAMES = ("summary", "station-daily", "station-health", "station-availability",
                 "model-availability", "utilization", "heatmap",

@@ -16,12 +16,12 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from chargewatch.kafka_config import client_config
 from chargewatch.lookup import ClickHouseSource
-from chargewatch.metrics import CONTENT_TYPE, sink_registry
 from chargewatch.render import plain
-from chargewatch.settings import Settings
-from chargewatch.topics import Topics
+from infra.kafka_config import client_config
+from infra.metrics import CONTENT_TYPE, sink_registry
+from infra.settings import Settings
+from infra.topics import Topics
 from schemas.codec import Codec
 from sinks.clickhouse import connect
 from sinks.migrate import migrate

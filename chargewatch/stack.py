@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from chargewatch.embedded import EmbeddedBroker, free_port
-from chargewatch.errors import StackError
-from chargewatch.kafka_config import client_config
-from chargewatch.settings import Settings
 from chargewatch.sink_service import SinkService
-from chargewatch.topics import Topics, ensure_topics
 from chargewatch.worker import WorkerProcess, write_config
+from infra.errors import StackError
+from infra.kafka_config import client_config
+from infra.settings import Settings
+from infra.topics import Topics, ensure_topics
 from sinks.clickhouse import connect
 
 

@@ -11,17 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-from chargewatch.errors import StackError
 from chargewatch.logs import logging_config
-from chargewatch.settings import Settings
+from infra.errors import StackError
+from infra.settings import Settings
 
 
 def run_worker(settings: Settings, bootstrap_servers: str) -> None:
     """Run the processor worker until it is told to stop (SIGTERM or Ctrl-C)."""
     from faust.worker import Worker
 
-    from chargewatch.kafka_config import client_config
-    from chargewatch.topics import Topics, ensure_topics
+    from infra.kafka_config import client_config
+    from infra.topics import Topics, ensure_topics
     from processors.app import create_app
 
     # The outputs go through librdkafka (processors/outbox.py), which creates no topics.

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from chargewatch.topics import read_to_end
+from infra.topics import read_to_end
 
 
 class StationStore:

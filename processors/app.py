@@ -26,11 +26,11 @@ from collections.abc import Callable
 import faust
 from faust.types import TP, EventT, Message
 
-from chargewatch.kafka_config import client_config, faust_credentials
-from chargewatch.metrics import ProcessorMetrics
-from chargewatch.settings import Settings
-from chargewatch.topics import Topics
 from infra import clock
+from infra.kafka_config import client_config, faust_credentials
+from infra.metrics import ProcessorMetrics
+from infra.settings import Settings
+from infra.topics import Topics
 from processors.agents import StationStore
 from processors.batch import BatchCounts
 from processors.faust_transport import TunedApp

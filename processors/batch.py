@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from processors.anomalies import AnomalyDetector
-from processors.state import StationState
-from processors.status import StatusHistory
-from processors.stitcher import SessionStitcher
+from charging.anomalies import AnomalyDetector
+from charging.state import StationState
+from charging.status import StatusHistory
+from charging.stitcher import SessionStitcher
 from schemas.errors import DecodeError
 from schemas.records import (
     Anomaly,
@@ -57,7 +57,7 @@ class BatchOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
     statuses: list[ConnectorStatus] = field(default_factory=list)
-    """Every applied connector status, for `connector-status` (processors/status.py)."""
+    """Every applied connector status, for `connector-status` (charging/status.py)."""
     states: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     """Changed station states: station id -> (its partition, encoded state)."""
     counts: BatchCounts = field(default_factory=BatchCounts)

@@ -1,25 +1,8 @@
-"""Errors of the processors' pure core.
-
-Each message is meant for a person: it says what is wrong and what to do about it. Bad
-*input events* are not errors here: the stitcher rejects them with a reason and the agent
-dead-letters them. These exceptions are for configuration and state that cannot be used.
-"""
+"""Errors of the Faust worker: a batch that must not be acked."""
 
 
 class ProcessorError(Exception):
-    """Base of the processors' own errors."""
-
-
-class InvalidIdTemplate(ProcessorError, ValueError):
-    """A session ID template that cannot produce unique IDs (refused at start-up)."""
-
-
-class PositionOutOfRange(ProcessorError, ValueError):
-    """An event position outside what `{num}` can encode uniquely (configuration mismatch)."""
-
-
-class StateDecodeError(ProcessorError, ValueError):
-    """Serialized station state that this version cannot read."""
+    """Base of the worker's own errors."""
 
 
 class PublishFailed(ProcessorError):

@@ -7,7 +7,7 @@ transport lets the app choose the wait (`kafka.fetch_max_wait_ms`).
 
 Faust's Monitor sensor is called for every message and event, in and out, on the thread
 that runs the agent; the worker's metrics are its own Prometheus counters
-(chargewatch/metrics.py), so the Monitor is taken off the sensor list (Faust still calls it
+(infra/metrics.py), so the Monitor is taken off the sensor list (Faust still calls it
 directly for commits and end offsets, which is rare).
 """
 

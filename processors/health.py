@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chargewatch.metrics import CONTENT_TYPE, ProcessorMetrics
+from infra.metrics import CONTENT_TYPE, ProcessorMetrics
 
 
 class WorkerHealth:

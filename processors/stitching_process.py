@@ -31,17 +31,17 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from chargewatch.kafka_config import client_config
-from chargewatch.settings import Settings
-from chargewatch.topics import Topics
+from charging.anomalies import AnomalyDetector
+from charging.session_ids import IdTemplate
+from charging.status import StatusHistory
+from charging.stitcher import SessionStitcher, StitcherConfig
 from infra.clock import now_ms
-from processors.anomalies import AnomalyDetector
+from infra.kafka_config import client_config
+from infra.settings import Settings
+from infra.topics import Topics
 from processors.batch import BatchCounts, BatchOutput, BatchProcessor, RawMessage
 from processors.errors import StitchingFailed
 from processors.outbox import Outbox
-from processors.session_ids import IdTemplate
-from processors.status import StatusHistory
-from processors.stitcher import SessionStitcher, StitcherConfig
 from schemas.codec import Codec
 
 

@@ -21,8 +21,8 @@ from dataclasses import asdict
 from decimal import Decimal
 from typing import Any, Protocol
 
-from processors.state import StationState
-from processors.stitcher import SessionStitcher
+from charging.state import StationState
+from charging.stitcher import SessionStitcher
 from schemas.records import ChargingSession
 
 

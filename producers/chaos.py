@@ -2,7 +2,7 @@
 
 Pure and deterministic for (fleet config, chaos config). Each session gets at most one case,
 and the session after an injected one on the same connector stays clean, so every expected
-result follows from one rule of the stitcher (processors/rules.py) and no two cases mix.
+result follows from one rule of the stitcher (charging/rules.py) and no two cases mix.
 Injections are shaped so the result does not depend on when the worker's expiry timer runs:
 
 - out_of_order swaps two adjacent readings (60 s apart, inside the 120 s sequence-gap
@@ -22,7 +22,7 @@ Costs assume the simple tariff: expected cost = price_session(energy, end - star
 
 Each expected session also names the anomalies its case must cause, of the kinds in
 `CAUSED_KINDS` (those clean simulated data never raises, with the default rules and no
-station registry), by the rules of processors/anomalies.py over the stitcher's observations:
+station registry), by the rules of charging/anomalies.py over the stitcher's observations:
 the `missing_stop` flag -> `stuck_session` (an `overlapped` close is not one); a reset
 register and a stop below the start -> `energy_backwards` (the register went down);
 clock_skew -> `clock_skew`; late_event -> `late_event`. The other cases cause none of them:
@@ -41,8 +41,8 @@ from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from pathlib import Path
 
-from processors.pricing import SimpleTariff, price_session
-from processors.rules import HOUR_MS, StitchRules
+from charging.pricing import SimpleTariff, price_session
+from charging.rules import HOUR_MS, StitchRules
 from producers.errors import SimulationConfigError
 from producers.fleet import Station
 from producers.simulator import (

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from processors.pricing import Pricing, SimpleTariff, pricing_engine
-from processors.tariffs import TariffEngine
+from charging.pricing import Pricing, SimpleTariff, pricing_engine
+from charging.tariffs import TariffEngine
 from producers.errors import ProducerError, SimulationConfigError
 from producers.faults import (
     FaultClock,
@@ -424,7 +424,7 @@ class Simulation:
                                         plan.end_ms, plan.error_code)
 
     def registry(self) -> dict[str, object]:
-        """The fleet as a station registry document (processors/stations.py): rated power
+        """The fleet as a station registry document (charging/stations.py): rated power
         per connector, and model and firmware when faults give stations a profile."""
         stations: dict[str, object] = {}
         for station in self.stations:

@@ -1,6 +1,6 @@
 """Errors of the ClickHouse side: each message says what went wrong and what to do."""
 
-from chargewatch.errors import ChargeWatchError
+from infra.errors import ChargeWatchError
 
 
 class SinkError(ChargeWatchError):

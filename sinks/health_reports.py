@@ -1,7 +1,7 @@
 """Station health reports: availability, failures, MTBF and MTTR per station and per charger
 model and firmware, from the connector status history (migration 0010).
 
-The formulas are sinks/health.py's, computed here in SQL over `connector_status FINAL`:
+The formulas are charging/station_health.py's, computed here in SQL over `connector_status FINAL`:
 window functions give each status its end (the next status's time) and each fault onset
 its repair (the first later status that is not Faulted); per connector the interval
 lengths are clipped to the period and summed; stations and model/firmware groups sum the
@@ -19,8 +19,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from charging.station_health import DAY_MS, DOWN, FAULTED, OCCUPIED, whole_days
 from sinks.clickhouse import check_identifier
-from sinks.health import DAY_MS, DOWN, FAULTED, OCCUPIED, whole_days
 from sinks.reports import Report, as_date, run, where
 
 _EPOCH_DAY = 719_163

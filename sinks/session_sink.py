@@ -8,7 +8,7 @@ decode is stored as its own dead_letters row (publishing it back would loop).
 The intent store (`load_intents`, `record_intents`) lives here too: it is ClickHouse I/O,
 while sinks/batches.py stays pure.
 
-CDRs (migration 0009, processors/cdr.py): in the same write, every session version of the
+CDRs (migration 0009, charging/cdr.py): in the same write, every session version of the
 batch goes through `issue` against the session's CDRs already stored (plus those issued
 earlier in the batch), and what it issues (a credit for the previous CDR, the new CDR) is
 inserted into `cdrs` under the same token, after the sessions. The rows depend only on
@@ -37,8 +37,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from charging.cdr import Cdr, Price, issue
 from infra.clock import now_ms
-from processors.cdr import Cdr, Price, issue
 from schemas.codec import SINGLE_OBJECT_MAGIC, Codec
 from schemas.errors import DecodeError
 from schemas.records import Anomaly, ChargingSession, DeadLetter, SessionPeriod, SessionState

@@ -1,6 +1,7 @@
 """connector-status → `connector_status`, and the station registry → `stations`.
 
-The status history is what availability, MTBF and MTTR are computed from (sinks/health.py).
+The status history is what availability, MTBF and MTTR are computed from
+(charging/station_health.py).
 Writes follow the other sinks (session_sink.py): one insert per batch under the batch's
 deduplication token; a republished status (processor replay) is the same row key again,
 merged away by ReplacingMergeTree and read with FINAL; undecodable bytes become dead
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 from clickhouse_connect.driver.client import Client
 
-from processors.stations import StationRegistry
+from charging.stations import StationRegistry
 from schemas.records import ConnectorStatus, DeadLetter
 from sinks.clickhouse import check_identifier
 from sinks.session_sink import (

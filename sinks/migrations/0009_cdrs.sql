@@ -1,4 +1,4 @@
--- Charge detail records (OCPI 2.2.1 CDRs, processors/cdr.py), written by the sessions sink
+-- Charge detail records (OCPI 2.2.1 CDRs, charging/cdr.py), written by the sessions sink
 -- in the same flow as the session versions they bill. Why each choice:
 -- * A CDR is never edited: a corrected session adds a credit CDR (negated amounts) and a
 --   new CDR, so rows are only ever added. Ids are deterministic ({session_id}-v{version},

@@ -1,9 +1,9 @@
 -- Station health (issue 5): the connector status history and the station registry, so
 -- reports can compute availability, MTBF and MTTR per station and per model/firmware
--- (sinks/health.py states the formulas; README "Station health").
+-- (charging/station_health.py states the formulas; README "Station health").
 
 -- Every status a connector reported, as the processor applied it (`connector-status`
--- topic, processors/status.py). The sink inserts under its deduplication token, so a
+-- topic, charging/status.py). The sink inserts under its deduplication token, so a
 -- retried batch is dropped; a processor replay republishes the same records at new
 -- offsets, which ReplacingMergeTree merges away (the event id is in the key): read FINAL.
 CREATE TABLE IF NOT EXISTS {database}.connector_status

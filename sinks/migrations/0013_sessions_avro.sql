@@ -11,7 +11,7 @@
 --   compared on 300,000 random doubles); that batch goes through Python as it is.
 -- * sessions_from_avro writes the charging_sessions row (sign +1), so the rollup views on
 --   charging_sessions follow as for a Python insert.
--- * cdrs_from_avro issues the version's CDR exactly as processors/cdr.py build_cdr does
+-- * cdrs_from_avro issues the version's CDR exactly as charging/cdr.py build_cdr does
 --   for a session with no CDR yet: the same row, charging_periods JSON included (orjson's
 --   form: no spaces, an integral float written with ".0"). A test inserts the same
 --   sessions both ways and compares the rows.

@@ -1,7 +1,7 @@
 -- CDR charging periods stored as metered, their JSON rendered when read.
 -- Rendering the JSON in the CDR view (0013) was a third of the CPU of inserting a session:
 -- cdrs now stores `periods` (the tariff engine's periods, as the Avro schema and
--- processors/cdr.py carry them) and `charging_periods` is an ALIAS giving the JSON it held
+-- charging/cdr.py carry them) and `charging_periods` is an ALIAS giving the JSON it held
 -- before (one object per period, an integral float written with ".0"), computed only for
 -- the rows a query reads. Both sink paths store the same `periods` and the JSON has one
 -- writer, so floats ClickHouse writes differently from orjson need no check any more: the

@@ -24,7 +24,7 @@ from confluent_kafka import Producer
 
 from chargewatch.embedded import free_port
 from chargewatch.render import plain
-from chargewatch.settings import Settings, load_settings
+from infra.settings import Settings, load_settings
 from schemas.codec import Codec
 from schemas.records import MeterEvent
 from tests.e2e.verify import NaturalKey, ms

@@ -10,8 +10,8 @@ import pytest
 
 from chargewatch.embedded import EmbeddedBroker
 from chargewatch.publishing import meter_publisher
-from chargewatch.settings import load_settings
 from chargewatch.stack import LocalStack
+from infra.settings import load_settings
 from schemas.records import EventKind, MeterEvent
 
 pytestmark = pytest.mark.e2e

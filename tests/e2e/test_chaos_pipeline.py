@@ -20,8 +20,8 @@ import pytest
 
 from chargewatch.embedded import EmbeddedBroker
 from chargewatch.publishing import fleet_config, meter_publisher
-from chargewatch.settings import load_settings
 from chargewatch.stack import LocalStack
+from infra.settings import load_settings
 from producers.chaos import CASES, CAUSED_KINDS, ChaosConfig, ChaosSimulation
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from chargewatch.embedded import EmbeddedBroker
-from chargewatch.settings import load_settings
 from chargewatch.stack import LocalStack
+from infra.settings import load_settings
 from schemas.records import EventKind, MeterEvent
 from tests.e2e.harness import KeyedSender
 

@@ -23,10 +23,10 @@ import pytest
 
 from chargewatch.embedded import EmbeddedBroker, free_port
 from chargewatch.publishing import fleet_config
-from chargewatch.settings import Settings, load_settings
 from chargewatch.sink_service import SinkService
 from chargewatch.stack import LocalStack
 from chargewatch.worker import write_config
+from infra.settings import Settings, load_settings
 from producers.simulator import simulate
 from producers.truth import TrueSession
 from schemas.records import MeterEvent

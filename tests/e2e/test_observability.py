@@ -12,8 +12,8 @@ import pytest
 
 from chargewatch.embedded import EmbeddedBroker
 from chargewatch.publishing import fleet_config, meter_publisher, progress_bar, publish_simulation
-from chargewatch.settings import load_settings
 from chargewatch.stack import LocalStack
+from infra.settings import load_settings
 from producers.simulator import simulate
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from chargewatch.embedded import EmbeddedBroker
-from chargewatch.settings import load_settings
 from chargewatch.stack import LocalStack
-from processors.pricing import SimpleTariff, price_session
+from charging.pricing import SimpleTariff, price_session
+from infra.settings import load_settings
 from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
 from producers.ocpp_gateway import OcppGateway
 from producers.ocpp_mapping import TX_EPOCH_MS

@@ -20,8 +20,8 @@ from chargewatch.publishing import (
     progress_bar,
     publish_simulation,
 )
-from chargewatch.settings import Settings, load_settings
 from chargewatch.stack import LocalStack
+from infra.settings import Settings, load_settings
 from producers.simulator import simulate
 from producers.truth import TrueSession
 from schemas.codec import Codec

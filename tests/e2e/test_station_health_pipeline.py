@@ -14,11 +14,11 @@ import pytest
 from chargewatch.embedded import EmbeddedBroker
 from chargewatch.lookup import run_report
 from chargewatch.publishing import fleet_config, meter_publisher, progress_bar, publish_simulation
-from chargewatch.settings import load_settings
 from chargewatch.stack import LocalStack
+from charging.station_health import DAY_MS, HealthFigures
+from infra.settings import load_settings
 from producers.faults import FaultConfig, FaultProfile
 from producers.simulator import simulate
-from sinks.health import DAY_MS, HealthFigures
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from chargewatch.settings import Settings
-from processors.stitcher import stitch_log
+from charging.stitcher import stitch_log
+from infra.settings import Settings
 from processors.stitching_process import stitcher_config
 from producers.truth import TrueSession
 from schemas.codec import Codec

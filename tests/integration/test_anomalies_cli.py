@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Producer
 
 from chargewatch.embedded import EmbeddedBroker
-from chargewatch.topics import Topics, ensure_topics
+from infra.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import Anomaly, Severity
 from tests.cli import run_cli

@@ -12,8 +12,8 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
 
 from chargewatch.embedded import EmbeddedBroker, free_port
-from chargewatch.topics import Topics, ensure_topics
-from processors.cdr import Price
+from charging.cdr import Price
+from infra.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import ChargingSession, DimensionCost, SessionPeriod, SessionState
 from sinks.session_sink import Message, SessionSink, load_cdrs

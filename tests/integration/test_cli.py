@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Producer
 
 from chargewatch.embedded import EmbeddedBroker, free_port
-from chargewatch.topics import Topics, ensure_topics
+from infra.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import ChargingSession, SessionState
 from tests.cli import run_cli, running_sink

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from chargewatch.publishing import fleet_config, meter_publisher, progress_bar, publish_simulation
-from chargewatch.settings import load_settings
 from chargewatch.stack import LocalStack
+from infra.settings import load_settings
 from producers.simulator import simulate
 from tests.e2e.verify import assert_matches_truth, session_rows
 

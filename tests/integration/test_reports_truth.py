@@ -22,7 +22,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from chargewatch.lookup import run_report
-from processors.pricing import price_session
+from charging.pricing import price_session
 from producers.simulator import FleetConfig, simulate
 from schemas.codec import Codec
 from schemas.records import ChargingSession, SessionState
@@ -323,7 +323,7 @@ def test_lookups_give_the_latest_version(loaded: tuple[Client, str]) -> None:
 
 
 def test_unknown_report_and_filter_are_refused(loaded: tuple[Client, str]) -> None:
-    from chargewatch.errors import StackError
+    from infra.errors import StackError
 
     client, db = loaded
     with pytest.raises(StackError, match="unknown report 'nope'"):

@@ -13,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from chargewatch.embedded import EmbeddedBroker
-from chargewatch.topics import Topics, ensure_topics
+from infra.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import ChargingSession, SessionState
 from sinks.batches import Intent

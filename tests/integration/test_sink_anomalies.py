@@ -9,7 +9,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
 
 from chargewatch.embedded import EmbeddedBroker
-from chargewatch.topics import Topics, ensure_topics
+from infra.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import Anomaly, ChargingSession, SessionState, Severity
 from sinks.runner import SinkRunner

@@ -1,5 +1,5 @@
 """Station health in real chDB: status rows in through the sink, reports out, equal to the
-pure maths of sinks/health.py for the same history (random histories, fixed seeds)."""
+pure maths of charging/station_health.py for the same history (random histories, fixed seeds)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from chargewatch.lookup import run_report
-from processors.stations import StationInfo, StationRegistry
+from charging.station_health import HealthFigures, StatusPoint, connector_health
+from charging.stations import StationInfo, StationRegistry
 from schemas.codec import Codec
 from schemas.records import ConnectorStatus
 from sinks import health_reports
 from sinks.clickhouse import connect
-from sinks.health import HealthFigures, StatusPoint, connector_health
 from sinks.migrate import migrate
 from sinks.session_sink import Message
 from sinks.status_sink import StatusSink, load_stations

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from chargewatch.embedded import EmbeddedBroker
-from chargewatch.settings import Settings, load_settings
-from chargewatch.topics import Topics, ensure_topics, read_to_end
 from chargewatch.worker import write_config
+from infra.settings import Settings, load_settings
+from infra.topics import Topics, ensure_topics, read_to_end
 from processors.batch import RawMessage
 from processors.errors import StitchingFailed
 from processors.stitching_process import StitchingPool, StitchingProcess
@@ -125,7 +125,7 @@ def test_a_dead_stitching_process_fails_the_batch(broker: EmbeddedBroker,
 
 _WORKER = """
 import asyncio, sys, time
-from chargewatch.settings import load_settings
+from infra.settings import load_settings
 from processors.stitching_process import StitchingPool, StitchingProcess
 
 async def main():

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from processors.tariffs import Cost, TariffEngine, parse_tariff_book
+from charging.tariffs import Cost, TariffEngine, parse_tariff_book
 
 ZONE = "Europe/Amsterdam"
 MIN = 60_000

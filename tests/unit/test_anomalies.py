@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.anomalies import NETWORK, AnomalyDetector, AnomalyRules, at_least
-from processors.rules import MISSING_STOP, Observation
-from processors.stations import StationInfo, StationRegistry
+from charging.anomalies import NETWORK, AnomalyDetector, AnomalyRules, at_least
+from charging.rules import MISSING_STOP, Observation
+from charging.stations import StationInfo, StationRegistry
 from schemas.records import ChargingSession, SessionState, Severity
 
 pytestmark = pytest.mark.unit

@@ -8,18 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from charging.pricing import SimpleTariff
+from charging.rules import StitchRules
+from charging.session_ids import IdTemplate
+from charging.station_health import DAY_MS, HealthFigures, StatusPoint, connector_health, whole_days
+from charging.status import StatusHistory
+from charging.stitcher import SessionStitcher, StitcherConfig
 from processors.batch import BatchProcessor, RawMessage
-from processors.pricing import SimpleTariff
-from processors.rules import StitchRules
-from processors.session_ids import IdTemplate
-from processors.status import StatusHistory
-from processors.stitcher import SessionStitcher, StitcherConfig
 from producers.faults import FaultConfig, FaultProfile
 from producers.simulator import FleetConfig, plan_connector, simulate
 from producers.truth import read_truth, write_truth
 from schemas.codec import Codec
 from schemas.records import ConnectorStatus, EventKind, MeterEvent
-from sinks.health import DAY_MS, HealthFigures, StatusPoint, connector_health, whole_days
 
 pytestmark = pytest.mark.unit
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from charging.pricing import SimpleTariff
+from charging.session_ids import IdTemplate
+from charging.stitcher import SessionStitcher, StitcherConfig
 from processors.batch import BatchProcessor, RawMessage
-from processors.pricing import SimpleTariff
-from processors.session_ids import IdTemplate
-from processors.stitcher import SessionStitcher, StitcherConfig
 from schemas.codec import Codec
 from schemas.records import EventKind, MeterEvent, SessionState
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chargewatch.cdr_cli import ocpi_json
-from processors.cdr import (
+from charging.cdr import (
     Cdr,
     Price,
     build_cdr,
@@ -21,10 +21,10 @@ from processors.cdr import (
     ocpi_tariff,
     to_ocpi,
 )
-from processors.pricing import SimpleTariff
-from processors.session_ids import IdTemplate
-from processors.stitcher import SessionStitcher, StitcherConfig
-from processors.tariffs import load_tariff_book, parse_tariff_book
+from charging.pricing import SimpleTariff
+from charging.session_ids import IdTemplate
+from charging.stitcher import SessionStitcher, StitcherConfig
+from charging.tariffs import load_tariff_book, parse_tariff_book
 from schemas.records import (
     ChargingSession,
     DimensionCost,

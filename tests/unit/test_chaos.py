@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from processors.anomalies import AnomalyDetector
-from processors.pricing import SimpleTariff
-from processors.session_ids import IdTemplate
-from processors.state import StationState
-from processors.stitcher import SessionStitcher, StitcherConfig, StitchOutcome, stitch_log
+from charging.anomalies import AnomalyDetector
+from charging.pricing import SimpleTariff
+from charging.session_ids import IdTemplate
+from charging.state import StationState
+from charging.stitcher import SessionStitcher, StitcherConfig, StitchOutcome, stitch_log
 from producers.chaos import CASES, CAUSED_KINDS, ChaosConfig, ChaosSimulation, ExpectedSession
 from producers.simulator import FleetConfig, simulate
 from schemas.records import Anomaly, ChargingSession, EventPosition, MeterEvent

@@ -14,8 +14,8 @@ import yaml
 from pydantic import BaseModel
 
 from chargewatch.cli import build_parser
-from chargewatch.settings import Settings, load_settings
-from chargewatch.topics import Topics
+from infra.settings import Settings, load_settings
+from infra.topics import Topics
 
 pytestmark = pytest.mark.unit
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from charging.pricing import SimpleTariff
+from charging.session_ids import IdTemplate
+from charging.stitcher import SessionStitcher, StitcherConfig
 from processors.batch import MAX_DEAD_LETTER_ORIGINAL, BatchProcessor, RawMessage
-from processors.pricing import SimpleTariff
-from processors.session_ids import IdTemplate
-from processors.stitcher import SessionStitcher, StitcherConfig
 from tests.hostile import CODEC, HOSTILE, T0, event
 
 pytestmark = pytest.mark.unit

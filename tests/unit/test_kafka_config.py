@@ -15,10 +15,10 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from chargewatch.cli import main
-from chargewatch.errors import ConfigError
-from chargewatch.kafka_config import client_config, faust_credentials
-from chargewatch.settings import KafkaSettings, load_settings
 from chargewatch.worker import write_config
+from infra.errors import ConfigError
+from infra.kafka_config import client_config, faust_credentials
+from infra.settings import KafkaSettings, load_settings
 from tests.tls import self_signed
 
 pytestmark = pytest.mark.unit
@@ -154,7 +154,7 @@ def _faust_apps_without_credentials(tree: ast.AST) -> list[int]:
             and "broker_credentials" not in {k.arg for k in node.keywords}]
 
 
-EXEMPT = {"chargewatch/kafka_config.py": "the one place that writes the keys",
+EXEMPT = {"infra/kafka_config.py": "the one place that writes the keys",
           "chargewatch/embedded.py": "the embedded broker's own readiness probe: it starts "
                                      "a plaintext loopback broker, never a configured one"}
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processors.pricing import SimpleTariff, price_session
-from processors.rules import StitchRules
-from processors.session_ids import IdTemplate
-from processors.state import StationState, _pack_connector
-from processors.stations import StationRegistry, StationRegistryError
-from processors.stitcher import SessionStitcher, StitcherConfig, StitchResult
+from charging.pricing import SimpleTariff, price_session
+from charging.rules import StitchRules
+from charging.session_ids import IdTemplate
+from charging.state import StationState, _pack_connector
+from charging.stations import StationRegistry, StationRegistryError
+from charging.stitcher import SessionStitcher, StitcherConfig, StitchResult
 from schemas.records import ChargingSession, EventKind, EventPosition, MeterEvent, SessionState
 
 pytestmark = pytest.mark.unit

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.pricing import SimpleTariff
-from processors.rules import StitchRules
-from processors.session_ids import IdTemplate
-from processors.state import StationState, _pack_connector
-from processors.stitcher import SessionStitcher, StitcherConfig, StitchOutcome, continue_log
+from charging.pricing import SimpleTariff
+from charging.rules import StitchRules
+from charging.session_ids import IdTemplate
+from charging.state import StationState, _pack_connector
+from charging.stitcher import SessionStitcher, StitcherConfig, StitchOutcome, continue_log
 from schemas.records import ChargingSession, EventKind, EventPosition, MeterEvent
 
 pytestmark = pytest.mark.unit

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chargewatch.cli import main
-from chargewatch.errors import ConfigError
-from chargewatch.settings import load_settings
+from chargewatch.gateway_cli import gateway_policy
+from infra.errors import ConfigError
+from infra.settings import load_settings
 from producers.errors import GatewaySecurityError
 from producers.ocpp_auth import (
     ChargerAllowList,
@@ -24,7 +25,6 @@ from producers.ocpp_auth import (
     basic_credentials,
     hash_password,
 )
-from producers.ocpp_cli import gateway_policy
 from tests.tls import self_signed
 
 pytestmark = pytest.mark.unit

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from chargewatch.charts import CHARTS, save_chart
-from chargewatch.errors import StackError
-from processors.pricing import SimpleTariff
-from processors.session_ids import IdTemplate
-from processors.state import StationState
-from processors.stitcher import SessionStitcher, StitcherConfig
+from charging.pricing import SimpleTariff
+from charging.session_ids import IdTemplate
+from charging.state import StationState
+from charging.stitcher import SessionStitcher, StitcherConfig
+from infra.errors import StackError
 from processors.web import find_open, session_json
 from schemas.records import EventKind, EventPosition, MeterEvent
 from sinks.reports import Report

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from processors.errors import InvalidIdTemplate, PositionOutOfRange
-from processors.session_ids import (
+from charging.errors import InvalidIdTemplate, PositionOutOfRange
+from charging.session_ids import (
     DEFAULT_ID_TEMPLATE,
     IdContext,
     IdTemplate,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.pricing import price_session
+from charging.pricing import price_session
 from producers.errors import ProducerError, SimulationConfigError
 from producers.fleet import TAPER_FLOOR, ChargingCurve
 from producers.simulator import FleetConfig, simulate

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.errors import PositionOutOfRange, StateDecodeError
-from processors.pricing import SimpleTariff, price_session
-from processors.session_ids import IdContext, IdTemplate, utc_date
-from processors.state import StationState
-from processors.stitcher import (
+from charging.errors import PositionOutOfRange, StateDecodeError
+from charging.pricing import SimpleTariff, price_session
+from charging.session_ids import IdContext, IdTemplate, utc_date
+from charging.state import StationState
+from charging.stitcher import (
     SessionStitcher,
     StitcherConfig,
     StitchOutcome,

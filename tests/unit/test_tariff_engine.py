@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.session_ids import IdTemplate
-from processors.state import StationState
-from processors.stitcher import SessionStitcher, StitcherConfig, continue_log, stitch_log
-from processors.tariffs import Meter, TariffEngine, load_tariff_book
+from charging.session_ids import IdTemplate
+from charging.state import StationState
+from charging.stitcher import SessionStitcher, StitcherConfig, continue_log, stitch_log
+from charging.tariffs import Meter, TariffEngine, load_tariff_book
 from producers.simulator import FleetConfig, simulate
 from schemas.records import EventPosition
 from tests.unit.tariff_helpers import ENERGY, PARKING, TIME, at, book_of, el, run

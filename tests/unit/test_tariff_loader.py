@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.tariffs import TariffFileError, load_tariff_book
-from processors.tariffs.model import Dimension
+from charging.tariffs import TariffFileError, load_tariff_book
+from charging.tariffs.model import Dimension
 
 pytestmark = pytest.mark.unit
 
@@ -117,9 +117,9 @@ def test_min_above_max_and_unreadable_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("module", sorted(
-    f"processors.tariffs.{p.stem}"
+    f"charging.tariffs.{p.stem}"
     for p in (Path(__file__).resolve().parents[2] / "processors" / "tariffs").glob("*.py")
-    if p.stem != "__init__") + ["processors.tariffs"])
+    if p.stem != "__init__") + ["charging.tariffs"])
 def test_the_tariff_package_is_pure(module: str) -> None:
     from tests.unit.test_purity import engine_imports
     assert engine_imports(module) == []

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from processors.tariffs import TariffEngine
+from charging.tariffs import TariffEngine
 from tests.unit.tariff_helpers import (
     ENERGY,
     FLAT,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from processors.session_ids import IdTemplate
-from processors.state import StationState
-from processors.stitcher import SessionStitcher, StitcherConfig, continue_log, stitch_log
-from processors.tariffs import load_tariff_book
+from charging.session_ids import IdTemplate
+from charging.state import StationState
+from charging.stitcher import SessionStitcher, StitcherConfig, continue_log, stitch_log
+from charging.tariffs import load_tariff_book
 from producers.simulator import FleetConfig, simulate
 from schemas.records import EventPosition
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from processors.tariffs.clock import boundary_seconds, local, local_match, next_boundary
-from processors.tariffs.cost import Cost, close_chain, price_meter
-from processors.tariffs.meter import MAX_PERIODS, NONE, Meter, Period, shared_elements
-from processors.tariffs.model import Dimension, Restrictions, Tariff, TariffBook
+from charging.tariffs.clock import boundary_seconds, local, local_match, next_boundary
+from charging.tariffs.cost import Cost, close_chain, price_meter
+from charging.tariffs.meter import MAX_PERIODS, NONE, Meter, Period, shared_elements
+from charging.tariffs.model import Dimension, Restrictions, Tariff, TariffBook
 
 _ZERO = Decimal(0)
 _ENERGY, _TIME, _PARKING = 0, 1, 2

@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
-from processors.errors import ProcessorError
+from charging.errors import ChargingError
 
 
-class StationRegistryError(ProcessorError, ValueError):
+class StationRegistryError(ChargingError, ValueError):
     """A station registry file that cannot be used; the message names the entry."""
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from processors.rules import (
+from charging.rules import (
     REGISTER_RESET,
     STOP_BELOW_LAST,
     STOP_BELOW_START,
@@ -22,9 +22,9 @@ from processors.rules import (
     Observation,
     StitchRules,
 )
-from processors.state import OpenSession
-from processors.stations import StationRegistry
-from processors.tariffs import TariffEngine
+from charging.state import OpenSession
+from charging.stations import StationRegistry
+from charging.tariffs import TariffEngine
 from schemas.records import EventKind, MeterEvent
 
 _ZERO = Decimal(0)

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
-from processors.tariffs.meter import NONE, Meter
-from processors.tariffs.model import Dimension, Price, Tariff
+from charging.tariffs.meter import NONE, Meter
+from charging.tariffs.model import Dimension, Price, Tariff
 
 CENT = Decimal("0.01")
 _ZERO = Decimal(0)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP
 
-from processors.readings import MAX_GAPS
-from processors.rules import StitchRules
-from processors.session_ids import IdContext, IdTemplate, utc_date
-from processors.state import ClosedSession, ConnectorState, OpenSession, StationState
-from processors.tariffs import TariffEngine
-from processors.tariffs.cost import CENT
+from charging.readings import MAX_GAPS
+from charging.rules import StitchRules
+from charging.session_ids import IdContext, IdTemplate, utc_date
+from charging.state import ClosedSession, ConnectorState, OpenSession, StationState
+from charging.tariffs import TariffEngine
+from charging.tariffs.cost import CENT
 from schemas.records import (
     ChargingSession,
     DimensionCost,

@@ -6,12 +6,12 @@ Faust, under a plain consumer loop and under hypothesis. It is idempotent by pos
 an event at or before the station's last applied position changes nothing, which is what
 makes Faust's non-atomic changelog-then-commit safe to restart.
 
-Messy input is the normal case (processors/rules.py lists the flags and thresholds):
+Messy input is the normal case (charging/rules.py lists the flags and thresholds):
 duplicates are recognised by content, out-of-order events wait in a small per-connector
-reorder buffer (processors/reorder.py), a late event for a recently closed session
+reorder buffer (charging/reorder.py), a late event for a recently closed session
 publishes a corrected version (same session_id, version + 1), `expire` closes sessions
 whose stop never came, and readings are checked for resets and units
-(processors/readings.py). Everything that decides an output lives in station state, so
+(charging/readings.py). Everything that decides an output lives in station state, so
 the same log gives the same sessions and IDs after a restart or a replay.
 
 Hot path: the next in-order METER event of an open session updates a few fields in place
@@ -24,10 +24,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from processors.errors import PositionOutOfRange
-from processors.pricing import Pricing, pricing_engine
-from processors.readings import ReadingFolder
-from processors.reorder import (
+from charging.errors import PositionOutOfRange
+from charging.pricing import Pricing, pricing_engine
+from charging.readings import ReadingFolder
+from charging.reorder import (
     KIND_RANK,
     Held,
     ahead,
@@ -36,7 +36,7 @@ from processors.reorder import (
     is_duplicate,
     recent_for,
 )
-from processors.rules import (
+from charging.rules import (
     CLOCK_SKEW,
     LATE_EVENT,
     LATE_STOP,
@@ -46,10 +46,10 @@ from processors.rules import (
     Observation,
     StitchRules,
 )
-from processors.session_ids import IdTemplate
-from processors.sessions import SessionRecords
-from processors.state import RING_SIZE, ClosedSession, ConnectorState, OpenSession, StationState
-from processors.stations import StationRegistry
+from charging.session_ids import IdTemplate
+from charging.sessions import SessionRecords
+from charging.state import RING_SIZE, ClosedSession, ConnectorState, OpenSession, StationState
+from charging.stations import StationRegistry
 from schemas.records import (
     MAX_EVENTS_PER_MESSAGE,
     ChargingSession,
@@ -73,9 +73,9 @@ class StitcherConfig:
     """Partition count of the meter-events topic (part of the `{num}` formula)."""
     id_template: IdTemplate
     tariff: Pricing
-    """The simple tariff or a tariff file's book (processors.pricing)."""
+    """The simple tariff or a tariff file's book (charging.pricing)."""
     rules: StitchRules = field(default_factory=StitchRules)
-    """Thresholds for messy input (processors.rules); the defaults leave clean input as is."""
+    """Thresholds for messy input (charging.rules); the defaults leave clean input as is."""
     registry: StationRegistry | None = None
     """Rated power per connector for plausibility; None: `rules.max_plausible_power_w`."""
 
@@ -109,7 +109,7 @@ class StitchResult:
     position: offsets of different partitions are not comparable, and a station only
     moves partition when the topic's partition count changes."""
     observations: tuple[Observation, ...] = ()
-    """Per-event findings for anomaly detection (processors.rules.Observation)."""
+    """Per-event findings for anomaly detection (charging.rules.Observation)."""
 
 
 class _Out:

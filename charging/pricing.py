@@ -5,7 +5,7 @@ plugged in, the default when no tariff file is configured) or a `TariffBook` loa
 an OCPI 2.2.1 tariff file (`processors/tariffs`). The simple tariff is run by the same
 engine as a one-element tariff priced exactly (no step-size rounding), so running and
 final costs always come from one place. Every amount is a Decimal; rounding happens once,
-on the final figure (see processors/tariffs/cost.py).
+on the final figure (see charging/tariffs/cost.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from processors.tariffs import TariffBook, TariffEngine
-from processors.tariffs.model import Assignment, Dimension, PriceComponent, Tariff, TariffElement
+from charging.tariffs import TariffBook, TariffEngine
+from charging.tariffs.model import Assignment, Dimension, PriceComponent, Tariff, TariffElement
 
 _CENT = Decimal("0.01")
 _WH_PER_KWH = Decimal(1000)

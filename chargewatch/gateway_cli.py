@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chargewatch.settings import GatewaySettings, Settings
+    from infra.settings import GatewaySettings, Settings
     from producers.ocpp_auth import GatewayPolicy
     from producers.ocpp_gateway import OcppGateway
 
@@ -33,7 +33,7 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_hash_password(settings: Settings, args: argparse.Namespace) -> int:
     """Print `  <id>: "<scrypt hash>"`; the password itself is never echoed or stored."""
-    from chargewatch.errors import ConfigError
+    from infra.errors import ConfigError
     from producers.ocpp_auth import hash_password
 
     if sys.stdin.isatty():
@@ -51,7 +51,7 @@ def cmd_hash_password(settings: Settings, args: argparse.Namespace) -> int:
 def gateway_policy(gateway: GatewaySettings) -> GatewayPolicy:
     """The security profile and limits these settings ask for; a bad allow-list or TLS file
     is a configuration error (exit 2) before anything listens."""
-    from chargewatch.errors import ConfigError
+    from infra.errors import ConfigError
     from producers.errors import GatewaySecurityError
     from producers.ocpp_auth import ChargerAllowList, GatewayPolicy, server_tls_context
 
@@ -71,9 +71,9 @@ def gateway_policy(gateway: GatewaySettings) -> GatewayPolicy:
 
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     """`chargewatch gateway`: serve chargers until interrupted or terminated."""
-    from chargewatch.errors import ConfigError
-    from chargewatch.kafka_config import check_connection, client_config
-    from chargewatch.topics import Topics, ensure_topics, read_to_end
+    from infra.errors import ConfigError
+    from infra.kafka_config import check_connection, client_config
+    from infra.topics import Topics, ensure_topics, read_to_end
     from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
     from producers.ocpp_gateway import OcppGateway
     from producers.ocpp_transactions import states_from_records

@@ -4,8 +4,8 @@ Each message names the file, the tariff (or assignment) and the field, so whoeve
 the file can fix it without reading code.
 """
 
-from processors.errors import ProcessorError
+from charging.errors import ChargingError
 
 
-class TariffFileError(ProcessorError, ValueError):
+class TariffFileError(ChargingError, ValueError):
     """A tariff file that is unreadable or invalid (refused at start-up)."""

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from processors.errors import StateDecodeError
-from processors.reorder import Held
-from processors.tariffs import Meter
+from charging.errors import StateDecodeError
+from charging.reorder import Held
+from charging.tariffs import Meter
 from schemas.records import SessionState
 
 STATE_VERSION = 3
@@ -132,7 +132,7 @@ class ConnectorState:
     status: str | None = None
     error_code: str | None = None
     held: list[Held] = field(default_factory=list)
-    """Reorder buffer, in application order (processors.reorder)."""
+    """Reorder buffer, in application order (charging.reorder)."""
     ring: list[list[Any]] = field(default_factory=list)
     """[kind rank, event time, energy] of the latest events without a sequence number."""
     recent: list[ClosedSession] = field(default_factory=list)

@@ -31,13 +31,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from chargewatch.errors import ConfigError
-from processors.anomalies import AnomalyRules
-from processors.pricing import Pricing, SimpleTariff
-from processors.rules import StitchRules
-from processors.session_ids import IdTemplate
-from processors.stations import StationRegistry, StationRegistryError
-from processors.tariffs import TariffFileError, load_tariff_book
+from charging.anomalies import AnomalyRules
+from charging.pricing import Pricing, SimpleTariff
+from charging.rules import StitchRules
+from charging.session_ids import IdTemplate
+from charging.stations import StationRegistry, StationRegistryError
+from charging.tariffs import TariffFileError, load_tariff_book
+from infra.errors import ConfigError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _UNPREFIXED = {
@@ -60,7 +60,7 @@ class KafkaSettings(BaseModel):
         50, ge=1, le=5000, description="Longest a consumer's fetch waits for data: a bound on "
         "each hop's latency where the broker does not answer a waiting fetch early.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="How every Kafka client connects (chargewatch/kafka_config.py).")
+        "PLAINTEXT", description="How every Kafka client connects (infra/kafka_config.py).")
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
         None, description="SASL mechanism; required with SASL_*.")
     sasl_username: str | None = Field(None, description="SASL user; required with SASL_*.")
@@ -125,7 +125,7 @@ class TariffSettings(BaseModel):
 
 
 class RulesSettings(BaseModel):
-    """Thresholds for messy input (processors/rules.py `StitchRules`)."""
+    """Thresholds for messy input (charging/rules.py `StitchRules`)."""
 
     model_config = _FROZEN
     reorder_window_ms: int = Field(0, ge=0, description="Time window that reorders events "
@@ -143,7 +143,7 @@ class RulesSettings(BaseModel):
 
 
 class AnomalySettings(BaseModel):
-    """Thresholds of the anomaly detectors (processors/anomalies.py `AnomalyRules`)."""
+    """Thresholds of the anomaly detectors (charging/anomalies.py `AnomalyRules`)."""
 
     model_config = _FROZEN
     min_energy_wh: float = Field(500.0, ge=0, description="Less (but some) energy: suspicious.")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from processors.tariffs.model import DAYS, Tariff, TariffElement
+from charging.tariffs.model import DAYS, Tariff, TariffElement
 from schemas.records import ChargingSession, SessionPeriod, SessionState
 
 AUTH_METHOD = "WHITELIST"

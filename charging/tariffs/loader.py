@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from processors.tariffs.errors import TariffFileError
-from processors.tariffs.model import (
+from charging.tariffs.errors import TariffFileError
+from charging.tariffs.model import (
     DAYS,
     Assignment,
     Dimension,

@@ -2,7 +2,7 @@
 
 An event is held (with its log position, so IDs stay fixed by the log) while an earlier
 one may still arrive: across a gap in sequence numbers, or within the reorder window of
-event time (`processors.rules.StitchRules`). Held events are part of station state, so
+event time (`charging.rules.StitchRules`). Held events are part of station state, so
 they must serialize compactly: `pack` drops the station id (the state's key) and trailing
 empty fields.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from schemas.records import EventKind, EventPosition, MeterEvent, SessionState
 
 if TYPE_CHECKING:
-    from processors.state import ClosedSession, ConnectorState, OpenSession
+    from charging.state import ClosedSession, ConnectorState, OpenSession
 
 KIND_RANK = {EventKind.STARTED: 0, EventKind.METER: 1, EventKind.ENDED: 2, EventKind.STATUS: 3}
 """Order of kinds at equal time: a start before readings before a stop."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from chargewatch.errors import ConfigError
+from infra.errors import ConfigError
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
-    from chargewatch.settings import KafkaSettings
+    from infra.settings import KafkaSettings
 
 
 def client_config(kafka: KafkaSettings, bootstrap: str) -> dict[str, Any]:

@@ -11,14 +11,14 @@ Every applied status is published, not only changes: events arrive out of order,
 filter on "differs from the previous one received" could drop the status that ends a
 fault (Available@30 received before Faulted@20). Repeats cost a row each and change no
 figure: reports sort the history by time and collapse repeats themselves
-(sinks/health.py states the formulas).
+(charging/station_health.py states the formulas).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from processors.rules import StitchRules
+from charging.rules import StitchRules
 from schemas.records import ConnectorStatus, EventKind, MeterEvent
 
 

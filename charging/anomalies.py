@@ -34,8 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from processors.rules import MISSING_STOP, Observation
-from processors.stations import StationRegistry
+from charging.rules import MISSING_STOP, Observation
+from charging.stations import StationRegistry
 from schemas.records import Anomaly, ChargingSession, Severity
 
 NETWORK = "*"

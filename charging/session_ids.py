@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from string import Formatter
 
-from processors.errors import InvalidIdTemplate, PositionOutOfRange
+from charging.errors import InvalidIdTemplate, PositionOutOfRange
 from schemas.records import MAX_EVENTS_PER_MESSAGE, EventPosition
 
 DEFAULT_ID_TEMPLATE = "EV-{num:09d}"

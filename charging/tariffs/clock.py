@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from processors.tariffs.model import Restrictions
+from charging.tariffs.model import Restrictions
 
 _DAY_MS = 86_400_000
 
