@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from charging.rules import MISSING_STOP, Observation
+from charging.rules import MISSING_STOP, Observation, check_bounds
 from charging.stations import StationRegistry
 from schemas.records import Anomaly, ChargingSession, Severity
 
@@ -65,10 +65,17 @@ class AnomalyRules:
     failed_starts: int = 3
     """Zero-energy sessions in a row on one connector that make `repeated_failed_starts`."""
     dead_letter_spike_per_min: float = 100.0
+    """Dead letters per minute above this make a `dead_letter_spike`."""
     silent_ms: int = 30 * 60_000
     """No event from a station for this long (wall clock): `station_silent`, warning."""
     offline_ms: int = 4 * 3_600_000
     """...for this long: critical."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self, positive=("over_power_ratio", "failed_starts",
+                                     "dead_letter_spike_per_min", "silent_ms", "offline_ms"),
+                     non_negative=("min_energy_wh", "zero_energy_wh", "min_duration_ms",
+                                   "blocking_idle_ms"))
 
 
 _FROM_OBSERVATION: dict[str, tuple[str, Severity, str]] = {

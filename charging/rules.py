@@ -42,6 +42,17 @@ LATE_EVENT = "late_event"
 HOUR_MS = 3_600_000
 
 
+def check_bounds(rules: object, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
+    """Refuse a rule object with a value its rules cannot work with (a ValueError naming the
+    field: the settings report it as an invalid setting)."""
+    for name in positive:
+        if not getattr(rules, name) > 0:
+            raise ValueError(f"{name} must be greater than 0")
+    for name in non_negative:
+        if not getattr(rules, name) >= 0:
+            raise ValueError(f"{name} must be 0 or more")
+
+
 @dataclass(frozen=True, slots=True)
 class StitchRules:
     """Thresholds of the messy-input rules; the defaults keep clean input exactly as is.
@@ -76,6 +87,13 @@ class StitchRules:
     """Average power above rating x this is implausible (unit check, power observations)."""
     unit_check_min_ms: int = 30_000
     """Shortest reading interval a unit decision is taken on (register rounding)."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self, positive=("max_held", "inactivity_ms", "inactivity_wall_ms",
+                                     "recent_sessions", "max_plausible_power_w",
+                                     "power_tolerance"),
+                     non_negative=("reorder_window_ms", "seq_gap_ms", "skew_ahead_ms",
+                                   "skew_behind_ms", "late_horizon_ms", "unit_check_min_ms"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ JSON or TOML file named by `CHARGEWATCH_CONFIG` (or `--config`), then the defaul
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,9 @@ from charging.tariffs import TariffFileError, load_tariff_book
 from infra.errors import ConfigError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+_CONFIG_FILE: ContextVar[str | None] = ContextVar("chargewatch_config_file", default=None)
+"""`--config`'s file while `load_settings` builds (the environment's CHARGEWATCH_CONFIG
+otherwise): passed this way, not through os.environ, so loading settings changes nothing."""
 _UNPREFIXED = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "SCHEMA_REGISTRY_URL": ("kafka", "schema_registry_url"),
@@ -124,43 +128,6 @@ class TariffSettings(BaseModel):
     per_minute: Decimal = Field(Decimal("0.02"), ge=0)
 
 
-class RulesSettings(BaseModel):
-    """Thresholds for messy input (charging/rules.py `StitchRules`)."""
-
-    model_config = _FROZEN
-    reorder_window_ms: int = Field(0, ge=0, description="Time window that reorders events "
-                                   "without sequence numbers; 0 = arrival order.")
-    seq_gap_ms: int = Field(120_000, ge=0, description="Longest wait for a missing sequence "
-                            "number (event time).")
-    inactivity_ms: int = Field(6 * 3_600_000, gt=0, description="Event time without events "
-                               "before an open session is closed as incomplete.")
-    inactivity_wall_ms: int = Field(12 * 3_600_000, gt=0, description="Wall-clock safety net "
-                                    "for a silent station.")
-    late_horizon_ms: int = Field(24 * 3_600_000, ge=0, description="How long a closed session "
-                                 "still takes late events as a corrected version.")
-    max_plausible_power_w: float = Field(400_000.0, gt=0, description="Rating assumed for "
-                                         "connectors the station registry does not know.")
-
-
-class AnomalySettings(BaseModel):
-    """Thresholds of the anomaly detectors (charging/anomalies.py `AnomalyRules`)."""
-
-    model_config = _FROZEN
-    min_energy_wh: float = Field(500.0, ge=0, description="Less (but some) energy: suspicious.")
-    zero_energy_wh: float = Field(1.0, ge=0, description="Less: zero-energy, a failed start.")
-    min_duration_ms: int = Field(120_000, ge=0, description="Shorter: suspicious.")
-    over_power_ratio: float = Field(1.1, gt=0, description="Average power above rating x "
-                                    "this: suspicious.")
-    blocking_idle_ms: int = Field(3_600_000, ge=0, description="Plugged in this long after "
-                                  "charging ended: connector blocked.")
-    failed_starts: int = Field(3, ge=1, description="Zero-energy sessions in a row on a "
-                                "connector: repeated failed starts.")
-    dead_letter_spike_per_min: float = Field(100.0, gt=0, description="Dead letters per "
-                                             "minute above this: spike.")
-    silent_ms: int = Field(30 * 60_000, gt=0, description="Station silent: warning.")
-    offline_ms: int = Field(4 * 3_600_000, gt=0, description="Station silent: critical.")
-
-
 class ProcessorSettings(BaseModel):
     model_config = _FROZEN
     id_template: str = Field("EV-{num:09d}", description="Session ID template (README).")
@@ -184,8 +151,12 @@ class ProcessorSettings(BaseModel):
         30.0, gt=0, description="How often open sessions are checked for inactivity.")
     data_dir: Path = Path(".data/faust")
     tariff: TariffSettings = TariffSettings()
-    rules: RulesSettings = RulesSettings()
-    anomalies: AnomalySettings = AnomalySettings()
+    rules: StitchRules = Field(
+        StitchRules(), description="Thresholds for messy input: every field of "
+        "charging/rules.py `StitchRules`, with its defaults.")
+    anomalies: AnomalyRules = Field(
+        AnomalyRules(), description="Thresholds of the anomaly detectors: every field of "
+        "charging/anomalies.py `AnomalyRules`, with its defaults.")
     stations_file: Path | None = Field(
         None, description="Station registry (YAML/JSON: rated power per connector, model, "
                           "firmware) for plausibility checks.")
@@ -274,7 +245,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("CHARGEWATCH_CONFIG")
+        config_file = _CONFIG_FILE.get() or os.environ.get("CHARGEWATCH_CONFIG")
         if config_file:
             sources.append(_file_source(settings_cls, Path(config_file)))
         return tuple(sources)
@@ -291,10 +262,10 @@ class Settings(BaseSettings):
         return SimpleTariff(tariff.currency, tariff.per_kwh, tariff.per_minute)
 
     def stitch_rules(self) -> StitchRules:
-        return StitchRules(**self.processor.rules.model_dump())
+        return self.processor.rules
 
     def anomaly_rules(self) -> AnomalyRules:
-        return AnomalyRules(**self.processor.anomalies.model_dump())
+        return self.processor.anomalies
 
     def station_registry(self) -> StationRegistry | None:
         path = self.processor.stations_file
@@ -337,8 +308,14 @@ def mask_url(url: str) -> str:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings; any invalid value raises ConfigError with one clear line."""
-    if config_file is not None:
-        os.environ["CHARGEWATCH_CONFIG"] = str(config_file)
+    token = _CONFIG_FILE.set(str(config_file) if config_file is not None else None)
+    try:
+        return _build(overrides)
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def _build(overrides: dict[str, Any]) -> Settings:
     nested: dict[str, dict[str, Any]] = {}
     for env_name, (group, key) in _UNPREFIXED.items():
         prefixed = f"CHARGEWATCH_{group.upper()}__{key.upper()}"
@@ -360,4 +337,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {where}: {message}") from None
