@@ -22,6 +22,8 @@ from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from schemas.avro_reader import compile_reader
+from schemas.catalog import SchemaCatalog, SchemaVersion, default_catalog
 from schemas.errors import DecodeError, EncodeError
 from schemas.records import (
     MAX_EVENTS_PER_MESSAGE,
@@ -36,13 +38,7 @@ from schemas.records import (
     SessionState,
     Severity,
 )
-from schemas.registry import (
-    ConfluentRegistry,
-    SchemaCatalog,
-    SchemaVersion,
-    compile_reader,
-    default_catalog,
-)
+from schemas.registry_client import ConfluentRegistry
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"

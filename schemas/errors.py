@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 class CodecError(Exception):
-    """Base class of every error raised by `schemas.codec` and `schemas.registry`."""
+    """Base class of every error raised by the codec, the catalog and the registry client."""
 
 
 class DecodeError(CodecError):

@@ -16,8 +16,9 @@ from io import BytesIO
 
 from fastavro import writer as container_writer
 
+from schemas.avro_reader import read_long, read_string
 from schemas.avro_writer import write_long
-from schemas.registry import SchemaVersion, read_long, read_string
+from schemas.catalog import SchemaVersion
 
 _SYNC = b"chargewatch.avro"
 """The 16-byte marker after each block; any constant works, it only has to match."""

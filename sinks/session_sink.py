@@ -39,10 +39,10 @@ from clickhouse_connect.driver.client import Client
 
 from charging.cdr import Cdr, Price, issue
 from infra.clock import now_ms
+from schemas.catalog import SchemaVersion, default_catalog
 from schemas.codec import SINGLE_OBJECT_MAGIC, Codec
 from schemas.errors import DecodeError
 from schemas.records import Anomaly, ChargingSession, DeadLetter, SessionPeriod, SessionState
-from schemas.registry import SchemaVersion, default_catalog
 from sinks.avro_blocks import SOURCE_FIELDS, container, leading_string_and_int, sourced_container
 from sinks.batches import Intent
 from sinks.clickhouse import check_identifier

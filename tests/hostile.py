@@ -12,6 +12,7 @@ from typing import Any
 
 from fastavro import schemaless_writer
 
+from schemas.catalog import default_catalog
 from schemas.codec import (
     CONFLUENT_MAGIC,
     MAX_CONNECTOR_ID,
@@ -21,7 +22,6 @@ from schemas.codec import (
     Codec,
 )
 from schemas.records import EventKind, MeterEvent
-from schemas.registry import default_catalog
 
 CODEC = Codec()
 CATALOG = default_catalog()

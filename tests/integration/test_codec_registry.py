@@ -23,6 +23,7 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from fastavro import parse_schema, schemaless_writer
 
+from schemas.catalog import SCHEMA_DIR
 from schemas.codec import Codec
 from schemas.errors import DecodeError, RegistryError
 from schemas.records import (
@@ -34,7 +35,6 @@ from schemas.records import (
     SessionState,
     Severity,
 )
-from schemas.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from fastavro import reader as container_reader
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.catalog import default_catalog
 from schemas.codec import Codec
-from schemas.registry import default_catalog
 from sinks.avro_blocks import container, leading_string_and_int, sourced_container
 from tests.unit.test_session_schema import session
 

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.avro_writer import compile_writer
+from schemas.catalog import default_catalog
 from schemas.codec import Codec
-from schemas.registry import default_catalog
 from tests.unit.test_codec import batches, sessions
 
 pytestmark = pytest.mark.unit

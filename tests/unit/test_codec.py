@@ -15,6 +15,7 @@ from fastavro.schema import to_parsing_canonical_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.catalog import SCHEMA_DIR, default_catalog
 from schemas.codec import Codec
 from schemas.errors import DecodeError, EncodeError
 from schemas.records import (
@@ -27,7 +28,6 @@ from schemas.records import (
     SessionState,
     Severity,
 )
-from schemas.registry import SCHEMA_DIR, default_catalog
 
 pytestmark = pytest.mark.unit
 

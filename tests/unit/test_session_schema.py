@@ -14,10 +14,10 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.catalog import SCHEMA_DIR, default_catalog
 from schemas.codec import Codec
 from schemas.errors import DecodeError, EncodeError
 from schemas.records import ChargingSession, DimensionCost, SessionPeriod, SessionState
-from schemas.registry import SCHEMA_DIR, default_catalog
 from tests.unit.test_avro_writer import canonical
 
 pytestmark = pytest.mark.unit
