@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import faust
 from faust.types import TP, EventT, Message
@@ -52,7 +53,29 @@ def create_app(settings: Settings, bootstrap_servers: str,
     `on_batch(counts, started)` is called after each batch (benchmarks time with it).
     """
     topics = Topics(settings.kafka.namespace)
-    app = TunedApp(
+    app = _faust_app(settings, bootstrap_servers)
+    meter_events = app.topic(topics.meter_events, key_type=bytes, value_type=bytes,
+                             key_serializer="raw", value_serializer="raw")
+    stations = app.Table("station-state", partitions=settings.kafka.partitions,
+                         key_type=bytes, value_type=bytes)
+    worker = StitchWorker(app, settings, bootstrap_servers, topics, stations, on_batch)
+    register_views(app, worker.store, build_stitcher(settings), topics)
+    register_health(app, worker.metrics, worker.health)
+    app.on_partitions_revoked.connect(worker.on_revoked)
+    app.on_partitions_assigned.connect(worker.on_assigned)
+    app.agent(meter_events, concurrency=1, name="stitch")(worker.stitch)
+    app.timer(interval=settings.processor.expire_every_s)(worker.expire_inactive)
+
+    @app.task
+    async def quiet_root_logger() -> None:
+        # Faust's worker leaves the root logger at DEBUG: every debug call then builds a record.
+        logging.getLogger().setLevel(settings.log_level)
+
+    return app
+
+
+def _faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
+    return TunedApp(
         f"{settings.kafka.namespace}-processor",
         broker=f"kafka://{bootstrap_servers}",
         broker_credentials=faust_credentials(settings.kafka),
@@ -75,76 +98,74 @@ def create_app(settings: Settings, bootstrap_servers: str,
         web_host="127.0.0.1",
         fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
     )
-    meter_events = app.topic(topics.meter_events, key_type=bytes, value_type=bytes,
-                             key_serializer="raw", value_serializer="raw")
-    stations = app.Table("station-state", partitions=settings.kafka.partitions,
-                         key_type=bytes, value_type=bytes)
-    stitcher = build_stitcher(settings)
-    store = StationStore(stations, client_config(settings.kafka, bootstrap_servers))
-    stitching = StitchingPool(settings, bootstrap_servers, store.changelog,
-                              settings.processor.stitching_processes)
-    register_views(app, store, stitcher, topics)
-    metrics = ProcessorMetrics()
-    health = WorkerHealth(stall_s=settings.processor.stall_s)
-    register_health(app, metrics, health)
 
-    owned: set[int] = set()
-    """Partitions between their assignment and revocation signals. Not the consumer's
-    assignment: that still lists revoked partitions until the rebalance ends, and the
-    expiry timer once reloaded a partition being taken away there, then kept that stale
-    copy when the partition came back."""
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: object, revoked: set[TP], **_: object) -> None:
-        partitions = [tp.partition for tp in revoked if tp.topic == topics.meter_events]
-        owned.difference_update(partitions)
-        store.forget(partitions)
-        async with state_lock:
-            await stitching.forget(partitions)
+class StitchWorker:
+    """The agent, the expiry timer and the rebalance handlers of one worker, over the
+    station-state table and the stitching processes."""
 
-    preloads: set[asyncio.Task[None]] = set()
+    def __init__(self, app: faust.App, settings: Settings, bootstrap_servers: str,
+                 topics: Topics, stations: Any, on_batch: BatchHook | None) -> None:
+        self.app = app
+        self.settings = settings
+        self.topics = topics
+        self.stations = stations
+        self.on_batch = on_batch
+        self.store = StationStore(stations, client_config(settings.kafka, bootstrap_servers))
+        self.stitching = StitchingPool(settings, bootstrap_servers, self.store.changelog,
+                                       settings.processor.stitching_processes)
+        self.metrics = ProcessorMetrics()
+        self.health = WorkerHealth(stall_s=settings.processor.stall_s)
+        self.owned: set[int] = set()
+        """Partitions between their assignment and revocation signals. Not the consumer's
+        assignment: that still lists revoked partitions until the rebalance ends, and the
+        expiry timer once reloaded a partition being taken away there, then kept that stale
+        copy when the partition came back."""
+        self.preloads: set[asyncio.Task[None]] = set()
+        self.dead_letters = _Tally()
+        self.state_lock = asyncio.Lock()
+        """The agent and the expiry timer both read, publish and save station states: one
+        at a time."""
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender: object, assigned_tps: set[TP], **_: object) -> None:
+    async def on_revoked(self, sender: object, revoked: set[TP], **_: object) -> None:
+        partitions = [tp.partition for tp in revoked if tp.topic == self.topics.meter_events]
+        self.owned.difference_update(partitions)
+        self.store.forget(partitions)
+        async with self.state_lock:
+            await self.stitching.forget(partitions)
+
+    async def on_assigned(self, sender: object, assigned_tps: set[TP], **_: object) -> None:
         """Read the new partitions' changelog now, in the background: their first batch
         waited ~0.5 s for it (it still waits, for the lock, while the read is on)."""
-        partitions = {tp.partition for tp in assigned_tps if tp.topic == topics.meter_events}
-        owned.update(partitions)
+        partitions = {tp.partition for tp in assigned_tps
+                      if tp.topic == self.topics.meter_events}
+        self.owned.update(partitions)
         if partitions:
-            task = asyncio.ensure_future(preload(partitions))
-            preloads.add(task)
-            task.add_done_callback(preloads.discard)
+            task = asyncio.ensure_future(self._preload(partitions))
+            self.preloads.add(task)
+            task.add_done_callback(self.preloads.discard)
 
-    async def preload(partitions: set[int]) -> None:
-        async with state_lock:  # a revocation in between leaves its partitions out
-            await load_states(partitions & assigned())
+    async def _preload(self, partitions: set[int]) -> None:
+        async with self.state_lock:  # a revocation in between leaves its partitions out
+            await self._load_states(partitions & set(self.owned))
 
-    def count_published(done: Done) -> None:
-        for topic, records in done.published.items():
-            metrics.published.labels(topic).inc(records)
-
-    async def load_states(partitions: set[int]) -> None:
+    async def _load_states(self, partitions: set[int]) -> None:
         """Read what the changelog holds for partitions not yet read, and hand it to the
         stitching process too."""
-        await stitching.load(await store.ensure_loaded(partitions))
+        await self.stitching.load(await self.store.ensure_loaded(partitions))
 
-    def assigned() -> set[int]:
-        return set(owned)
-
-    def save_states(done: Done) -> None:
+    def _save(self, done: Done) -> None:
         for station_id, (partition, blob) in done.states.items():
-            store.put(station_id, partition, blob)
+            self.store.put(station_id, partition, blob)
+        for topic, records in done.published.items():
+            self.metrics.published.labels(topic).inc(records)
 
-    dead_letters = _Tally()
-    # The agent and the expiry timer both read, publish and save station states: one at a time.
-    state_lock = asyncio.Lock()
-
-    @app.agent(meter_events, concurrency=1, name="stitch")
-    async def stitch(stream: faust.StreamT[bytes]) -> None:
-        intake: Intake[EventT] = Intake(settings.processor.batch_max,
-                                        settings.processor.batch_within_s)
+    async def stitch(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent: reads events into batches while the previous batch is processed."""
+        intake: Intake[EventT] = Intake(self.settings.processor.batch_max,
+                                        self.settings.processor.batch_within_s)
         stream.enable_acks = False  # an event is acked once its batch's states are saved
-        processing = asyncio.ensure_future(process_batches(stream, intake))
+        processing = asyncio.ensure_future(self._process_batches(stream, intake))
         try:
             async for event in stream.events():
                 if not intake.offer(event):
@@ -154,57 +175,48 @@ def create_app(settings: Settings, bootstrap_servers: str,
             with contextlib.suppress(asyncio.CancelledError):
                 await processing
 
-    async def process_batches(stream: faust.StreamT[bytes], intake: Intake[EventT]) -> None:
+    async def _process_batches(self, stream: faust.StreamT[bytes],
+                               intake: Intake[EventT]) -> None:
         while True:
             events = await intake.take()
-            await _complete(asyncio.ensure_future(handle(events)))
+            await _complete(asyncio.ensure_future(self._handle(events)))
             for event in events:
                 await stream.ack(event)
 
-    async def handle(events: list[EventT]) -> None:
+    async def _handle(self, events: list[EventT]) -> None:
         started = time.perf_counter()
         messages = [event.message for event in events]
-        async with state_lock:
+        async with self.state_lock:
             # Every assigned partition at once: one changelog read, not one per partition.
-            await load_states(assigned() | {message.partition for message in messages})
-            done = await stitching.process(messages)
-            save_states(done)
-        count_published(done)
-        counts = done.counts
+            await self._load_states(set(self.owned) | {m.partition for m in messages})
+            done = await self.stitching.process(messages)
+            self._save(done)
+        counts, metrics = done.counts, self.metrics
         metrics.messages.inc(counts.messages)
         metrics.events.labels("used").inc(counts.events_used)
         metrics.events.labels("duplicate").inc(counts.duplicates)
         metrics.events.labels("dead_lettered").inc(counts.dead_lettered)
-        dead_letters.add(counts.dead_lettered)
+        self.dead_letters.add(counts.dead_lettered)
         metrics.batch_seconds.observe(time.perf_counter() - started)
-        metrics.stations.set(len(stations.data))
-        health.on_batch(_lag(app, messages, metrics))
-        if on_batch is not None:
-            on_batch(counts, started)
+        metrics.stations.set(len(self.stations.data))
+        self.health.on_batch(_lag(self.app, messages, metrics))
+        if self.on_batch is not None:
+            self.on_batch(counts, started)
         log.info("batch: %d messages, %d events read, %d used, %d duplicate, "
                  "%d dead-lettered", counts.messages, counts.events_read,
                  counts.events_used, counts.duplicates, counts.dead_lettered)
 
-    @app.timer(interval=settings.processor.expire_every_s)
-    async def expire_inactive() -> None:
+    async def expire_inactive(self) -> None:
         """Close sessions whose stop never came (inactivity, DESIGN.md's missing stop)."""
         now_ms = clock.now_ms()
-        async with state_lock:
-            await load_states(assigned())
-            done = await stitching.expire(now_ms, dead_letters.take(),
-                                          int(settings.processor.expire_every_s * 1000))
-            save_states(done)
-        count_published(done)
-        metrics.expired.inc(done.completed)
+        every_ms = int(self.settings.processor.expire_every_s * 1000)
+        async with self.state_lock:
+            await self._load_states(set(self.owned))
+            done = await self.stitching.expire(now_ms, self.dead_letters.take(), every_ms)
+            self._save(done)
+        self.metrics.expired.inc(done.completed)
         if done.completed:
             log.info("expired %d inactive sessions", done.completed)
-
-    @app.task
-    async def quiet_root_logger() -> None:
-        # Faust's worker leaves the root logger at DEBUG: every debug call then builds a record.
-        logging.getLogger().setLevel(settings.log_level)
-
-    return app
 
 
 async def _complete(batch: asyncio.Future[None]) -> None:
