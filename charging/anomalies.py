@@ -28,7 +28,7 @@ A session anomaly is detected at the session's end (`detected_ms` = `end_ms`), a
 uses the session ID, so a corrected version of the session (version + 1) republishes the
 same anomaly rather than a new one. A correction that clears a finding does not retract
 the anomaly already published.
-"""  # noqa: E501 - the kinds table is pasted into the README as is
+"""  # noqa: E501 - the kinds table is pasted into docs/oncall.md as is
 
 from __future__ import annotations
 

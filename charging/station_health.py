@@ -2,7 +2,7 @@
 
 The definitions, in plain Python over plain data (no ClickHouse): sinks/health_reports.py
 computes the same figures in SQL, and the tests hold both to these and to the simulator's
-fault truth. README "Station health" states them for people.
+fault truth. docs/bi.md "Station health" states them for people.
 
 For one connector and a period [start, end):
 - The history is the connector's statuses sorted by (time, event id). Each status holds from

@@ -130,7 +130,7 @@ class TariffSettings(BaseModel):
 
 class ProcessorSettings(BaseModel):
     model_config = _FROZEN
-    id_template: str = Field("EV-{num:09d}", description="Session ID template (README).")
+    id_template: str = Field("EV-{num:09d}", description="Session ID template (docs/settings.md).")
 
     @field_validator("id_template")
     @classmethod

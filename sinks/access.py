@@ -58,7 +58,7 @@ BI_GRANTS: tuple[Grant, ...] = (
     Grant(("SELECT",), "cdrs"),
     Grant(("SELECT",), "stations"),
 )
-"""The README's reporting tables and views. Not: session_updates (raw running state),
+"""The reporting tables and views of docs/bi.md. Not: session_updates (raw running state),
 sink_batches, session_updates_in, sessions_in and schema_migrations (internal),
 dead_letters' original bytes."""
 

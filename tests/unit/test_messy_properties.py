@@ -81,7 +81,7 @@ def valid(order: list[MeterEvent], bound: int, by_seq: bool) -> bool:
     at most 2 newer events overtake it (the reorder buffer holds 4).
 
     Sequence numbers order events within a transaction only. Without a time window
-    (`by_seq`), transactions on one connector arrive in order (README, "Messy input":
+    (`by_seq`), transactions on one connector arrive in order (docs/architecture.md, "Messy input":
     ordering across transactions needs `reorder_window_ms`)."""
     for i, e in enumerate(order):
         newer = [f for f in order[:i] if f.event_time_ms > e.event_time_ms]

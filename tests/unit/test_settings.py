@@ -48,3 +48,13 @@ def test_loading_a_config_file_leaves_the_environment_alone(tmp_path: Path) -> N
     assert load_settings(config).kafka.namespace == "fromfile"
     assert dict(os.environ) == before
     assert load_settings().kafka.namespace == "chargewatch"
+
+
+@pytest.mark.parametrize(("group", "rules"), [("rules", StitchRules),
+                                              ("anomalies", AnomalyRules)])
+def test_the_settings_page_documents_every_rule_with_its_default(group: str, rules: type) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
+    for f in dataclasses.fields(rules):
+        default = f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
+        row = f"| `CHARGEWATCH_PROCESSOR__{group.upper()}__{f.name.upper()}` | `{default}` |"
+        assert row in page, f"docs/settings.md lacks {row}"

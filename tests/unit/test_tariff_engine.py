@@ -54,7 +54,7 @@ ROUND_UP_SHIFT = {
     id(TOU): Decimal("0.03"),
     id(ENGINE): Decimal("0.01"),
 }
-"""The one way more energy or time can lower a total (README, "Tariffs and cost").
+"""The one way more energy or time can lower a total (docs/tariffs.md).
 
 OCPI bills a step size's round-up at the price of the last element that priced the
 dimension. When elements of one dimension have different prices, more energy can end the
