@@ -38,11 +38,16 @@ import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
-from decimal import Decimal
 from pathlib import Path
 
 from charging.pricing import SimpleTariff, price_session
-from charging.rules import HOUR_MS, StitchRules
+from producers.chaos_cases import (
+    CASES,
+    INJECTORS,
+    ExpectedSession,
+    Target,
+    register_wh,
+)
 from producers.errors import SimulationConfigError
 from producers.fleet import Station
 from producers.simulator import (
@@ -56,14 +61,8 @@ from producers.simulator import (
 )
 from schemas.records import EventKind, MeterEvent, SessionState
 
-CASES = ("duplicate", "out_of_order", "late_event", "missing_stop", "missing_start",
-         "register_reset", "unit_error", "clock_skew", "overlap", "stop_below_start")
-_RULES = StitchRules()
-_MARGIN_MS = 30 * 60_000
-_GAP_MS = _RULES.seq_gap_ms
 _SPLIT_WITHIN_MS = 110_000
-_LIMIT_W = _RULES.max_plausible_power_w * _RULES.power_tolerance
-_METER, _STARTED, _ENDED = EventKind.METER, EventKind.STARTED, EventKind.ENDED
+_STARTED, _ENDED = EventKind.STARTED, EventKind.ENDED
 CAUSED_KINDS = frozenset({"stuck_session", "energy_backwards", "clock_skew", "late_event",
                           "power_above_rating", "unusable_event"})
 """Anomaly kinds only injected cases cause: compared exactly with `expected_anomalies`."""
@@ -110,31 +109,6 @@ class ChaosConfig:
     @property
     def clean(self) -> bool:
         return not any(self.rates())
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectedSession:
-    """What the stitcher must publish (latest version) for one true session."""
-
-    station_id: str
-    connector_id: int
-    transaction_id: str
-    id_tag: str
-    vehicle_id: str
-    start_ms: int
-    end_ms: int
-    state: SessionState
-    version: int
-    energy_wh: int
-    soc_start_pct: float | None
-    soc_end_pct: float | None
-    cost: Decimal
-    currency: str
-    flags: tuple[str, ...]
-    injected: tuple[str, ...]
-    """Cases injected into this session."""
-    anomalies: tuple[str, ...] = ()
-    """Kinds of `CAUSED_KINDS` the detector must report for this session (and no others)."""
 
 
 class ChaosSimulation:
@@ -263,125 +237,18 @@ class ChaosSimulation:
                 exp: ExpectedSession) -> ExpectedSession | None:
         """Tamper with `ev` (and `following`) in place; the expected session, or None when
         this session cannot take the case unambiguously (then it stays clean)."""
-        meters = [j for j, e in enumerate(ev) if e.kind is _METER]
         tariff = self.fleet.tariff
         assert isinstance(tariff, SimpleTariff)
-        start, stop = ev[1], ev[-2]
-
-        def priced(e: ExpectedSession) -> ExpectedSession:
-            return replace(e, cost=price_session(e.energy_wh, e.end_ms - e.start_ms, tariff))
-
-        if case == "duplicate":
-            j = rng.randint(1, len(ev) - 2)
-            copy = ev[j] if rng.random() < 0.5 else replace(ev[j], event_id=ev[j].event_id + "~r")
-            ev.insert(min(j + 1 + rng.randint(0, 2), len(ev) - 1), copy)
-            return exp
-        if case == "out_of_order":
-            pairs = [j for j in meters[:-1] if ev[j + 1].kind is _METER]
-            if not pairs:
-                return None
-            j = rng.choice(pairs)
-            ev[j], ev[j + 1] = ev[j + 1], ev[j]
-            self._pairs[ev[j].event_id] = ev[j + 1].event_id
-            if rng.random() < self.chaos.across_messages_share:
-                self._split_after.add(ev[j].event_id)
-            return exp
-        if case == "late_event":
-            ok = [j for j in meters if ev[j + 1].kind is _METER
-                  and stop.event_time_ms >= ev[j + 1].event_time_ms + _GAP_MS]
-            if not ok:
-                return None
-            late = ev.pop(rng.choice(ok))
-            ev.insert(len(ev) - 1, late)  # after the stop, before Available
-            return replace(exp, version=2, flags=("late_event",))
-        if case == "missing_stop":
-            if not meters:
-                return None
-            last = ev[meters[-1]]
-            if following is not None:
-                gap = following[1].event_time_ms - last.event_time_ms
-            else:
-                gap = station_last_ms - last.event_time_ms
-                if gap <= _RULES.inactivity_ms + _MARGIN_MS:
-                    return None
-            if abs(gap - _RULES.inactivity_ms) <= _MARGIN_MS:
-                return None
-            flag = "missing_stop" if gap > _RULES.inactivity_ms else "overlapped"
-            del ev[-2]
-            return priced(replace(
-                exp, state=SessionState.INCOMPLETE, end_ms=last.event_time_ms,
-                energy_wh=_wh(last) - _wh(start), soc_end_pct=last.soc_pct, flags=(flag,)))
-        if case == "missing_start":
-            if len(meters) < 2:
-                return None
-            first = ev.pop(1)
-            assert first.kind is _STARTED
-            m1 = ev[1]
-            return priced(replace(exp, start_ms=m1.event_time_ms, soc_start_pct=m1.soc_pct,
-                                  energy_wh=_wh(stop) - _wh(m1), flags=("missing_start",)))
-        if case == "register_reset":
-            if len(meters) < 3:
-                return None
-            j = rng.choice(meters[1:])
-            base = ev[j - 1].energy_wh
-            assert base is not None
-            for k in range(j, len(ev) - 1):
-                energy = ev[k].energy_wh
-                if energy is not None:
-                    ev[k] = replace(ev[k], energy_wh=energy - base)
-            return replace(exp, flags=("register_reset",))
-        if case == "unit_error":
-            if not meters:
-                return None
-            m1 = ev[meters[0]]
-            delta = _wh(m1) - _wh(start)
-            implied = delta * HOUR_MS / (m1.event_time_ms - start.event_time_ms)
-            power = m1.power_w or 0.0
-            if not (delta > 0 and power >= 1000 and power / 2 <= implied <= power * 2
-                    and implied * 1.0 <= _LIMIT_W):
-                return None
-            for k in range(1, len(ev) - 1):
-                energy = ev[k].energy_wh
-                assert energy is not None
-                ev[k] = replace(ev[k], energy_wh=energy / 1000)
-            return replace(exp, flags=("unit_corrected_kwh",))
-        if case == "clock_skew":
-            epoch = rng.random() < 0.5
-            for k in range(1, len(ev) - 1):
-                t = ev[k].event_time_ms
-                ev[k] = replace(ev[k], event_time_ms=(t - exp.start_ms + 3_600_000) if epoch
-                                else t + 3 * HOUR_MS)
-            return priced(replace(exp, start_ms=start.receive_time_ms,
-                                  end_ms=stop.receive_time_ms, flags=("clock_skew",)))
-        if case == "overlap":
-            if following is None or not meters or (following[1].event_time_ms
-                                                   - ev[meters[-1]].event_time_ms
-                                                   >= _RULES.inactivity_ms - _MARGIN_MS):
-                return None
-            after = [j for j in range(2, len(following) - 2)
-                     if following[j].event_time_ms >= following[1].event_time_ms + _GAP_MS]
-            if not after:
-                return None
-            moved = ev.pop(-2)
-            following.insert(after[0] + 1, moved)
-            return replace(exp, version=2, flags=("overlapped", "late_stop"))
-        assert case == "stop_below_start"
-        last = ev[meters[-1]] if meters else start
-        ev[-2] = replace(stop, energy_wh=float(_wh(start) // 2))
-        return priced(replace(exp, energy_wh=_wh(last) - _wh(start),
-                              flags=("stop_below_start",)))
-
-
-def _wh(event: MeterEvent) -> int:
-    assert event.energy_wh is not None
-    return int(event.energy_wh)
+        return INJECTORS[case](Target(rng, ev, following, station_last_ms, exp, tariff,
+                                      self._pairs, self._split_after,
+                                      self.chaos.across_messages_share))
 
 
 def _clean_expected(plan: SessionPlan, events: list[MeterEvent],
                     tariff: object) -> ExpectedSession:
     start, stop = events[1], events[-2]
     assert isinstance(tariff, SimpleTariff) and start.kind is _STARTED and stop.kind is _ENDED
-    energy = _wh(stop) - _wh(start)
+    energy = register_wh(stop) - register_wh(start)
     return ExpectedSession(
         station_id=plan.station_id, connector_id=plan.connector.connector_id,
         transaction_id=plan.transaction_id, id_tag=plan.vehicle.id_tag,
