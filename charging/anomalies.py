@@ -21,8 +21,9 @@ and rates.
 | `unusable_event` | a held event could not be used when the reorder window released it (evidence: `reason`) | warning | read the reason; a stop for an unknown transaction often means a lost start |
 | `soc_falling` | the vehicle's state of charge fell while charging | info | none unless frequent at one station (then: charger or vehicle BMS reporting) |
 | `connector_blocked` | a vehicle stayed plugged in `blocking_idle_ms` after charging ended | info | operations: idle fee or a notice to the driver; not a fault |
-| `clock_skew` | a charger's clock is far from the gateway's; receive time was used | info | schedule a time sync (NTP/OCPP) for the charger |
+| `clock_skew` | a charger's clock is implausible (evidence `rule`: `before_epoch` before 2010, `ahead_of_receive` in the future, `jumped_back` out of line with its own messages); receive time was used | info | schedule a time sync (NTP/OCPP) for the charger |
 | `late_event` | an event arrived after later events of its session had been applied | info | none; frequent ones point to a buffering gateway or network |
+| `transaction_id_reused` | a new session took a transaction id that an open or recently closed session on the connector has (evidence: `transaction_id`, `previous_session_id`); each is its own session | info | none for billing: look sessions up by session ID, not transaction id; many at one station mean its counter was reset (firmware update, factory reset) or its ids are recycled; tell the back office that keys on transaction ids |
 
 A session anomaly is detected at the session's end (`detected_ms` = `end_ms`), and its ID
 uses the session ID, so a corrected version of the session (version + 1) republishes the
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from charging.rules import MISSING_STOP, Observation, check_bounds
+from charging.rules import MISSING_STOP, TRANSACTION_ID_REUSED, Observation, check_bounds
 from charging.stations import StationRegistry
 from schemas.records import Anomaly, ChargingSession, Severity
 
@@ -86,6 +87,8 @@ _FROM_OBSERVATION: dict[str, tuple[str, Severity, str]] = {
     "soc_falling": ("soc_falling", Severity.INFO, "state of charge fell while charging"),
     "clock_skew": ("clock_skew", Severity.INFO, "charger clock skewed"),
     "late_event": ("late_event", Severity.INFO, "event arrived late"),
+    TRANSACTION_ID_REUSED: (TRANSACTION_ID_REUSED, Severity.INFO,
+                            "transaction id reused by a new session"),
 }
 """Observation kind -> (anomaly kind, severity, message)."""
 

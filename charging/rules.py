@@ -15,12 +15,41 @@ Session flags (`ChargingSession.flags`), for on-call and for analysts:
 - `unit_corrected_kwh`: the charger sent kWh in the Wh field; values were multiplied by 1000.
 - `unit_corrected_mwh`: values were 1000 times too large for the connector's rating;
   divided by 1000.
-- `clock_skew`: an event's charger time was implausibly far from its receive time; the
-  receive time was used to order and time it.
+- `clock_skew`: an event's charger time was implausible (below); the receive time was used
+  to order and time it.
 - `late_event`: an event arrived after later events of the session had been applied
   (beyond the reorder window); only order-free aggregates took it (count, peak power, ids).
 
 Duplicates are not flags: `StitchResult.duplicate` counts them.
+
+Charger clocks are judged by plausibility, not by age (charging/charger_clock.py). Chargers
+buffer transaction messages while offline and upload them with their original times when
+they reconnect, sometimes weeks later, so an old time is no evidence of a wrong clock. A
+charger time is skew (receive time is used instead) when it is
+
+- before `clock_epoch_ms` (2010-01-01): a clock reset reads 1970 or a firmware build date;
+- ahead of the receive time by more than `skew_ahead_ms`: no charger reports the future;
+- out of line with the same charger's own transaction messages: a charger sends those in
+  order (OCPP queues them while offline and delivers them in order on reconnect), so their
+  times only go forward, from the charger's last known time, however late they arrive. A
+  start, reading or stop more than `clock_jump_ms` older than the newest one the charger
+  sent before it means the clock jumped back; the receive time is used, and the charger's
+  later events stay judged skew while their offset to receive time stays nearer the
+  jumped offset than the one it had before (an episode), until its clock is back in line.
+  An offline upload passes: its times continue forward from the charger's last known
+  time, even when a status sent on reconnect was newer (status notifications are not
+  queued, so they are judged but do not move the charger's line).
+
+A charger whose clock was wrong from its first message, behind but after 2010, cannot be
+told from one uploading old messages: it keeps its times. The jump threshold is a day by
+default because honest late events (a retried reading, a stop delivered after the next
+session's start) are hours late at most, and anything older than `late_horizon_ms` could
+correct nothing anyway.
+
+Transaction ids are not unique over time (counters reset on firmware updates or factory
+resets, 2.0.1 ids get recycled): an event joins the session with its id whose time span
+holds it, and a start after every such span opens a new session (observation
+`transaction_id_reused`); see `charging.reorder.claim`.
 """
 
 from __future__ import annotations
@@ -38,6 +67,8 @@ UNIT_KWH = "unit_corrected_kwh"
 UNIT_MWH = "unit_corrected_mwh"
 CLOCK_SKEW = "clock_skew"
 LATE_EVENT = "late_event"
+TRANSACTION_ID_REUSED = "transaction_id_reused"
+"""An observation, not a flag: the new session is complete in itself."""
 
 HOUR_MS = 3_600_000
 
@@ -75,8 +106,11 @@ class StitchRules:
     """Wall-clock safety net: the station received nothing for this long (silent partition)."""
     skew_ahead_ms: int = 5 * 60_000
     """Charger time this far ahead of receive time is skew (it cannot be in the future)."""
-    skew_behind_ms: int = 7 * 24 * HOUR_MS
-    """...or this far behind (offline buffering is legitimate below it; 1970 is not)."""
+    clock_epoch_ms: int = 1_262_304_000_000
+    """Charger time before this (2010-01-01T00:00Z) is a reset clock, whatever its age."""
+    clock_jump_ms: int = 24 * HOUR_MS
+    """A transaction event this much older than the charger's newest one: its clock jumped
+    back (old times that continue forward, an offline upload, are honest)."""
     late_horizon_ms: int = 24 * HOUR_MS
     """How long (event time) a closed session can still take a late event and be corrected."""
     recent_sessions: int = 2
@@ -93,7 +127,8 @@ class StitchRules:
                                      "recent_sessions", "max_plausible_power_w",
                                      "power_tolerance"),
                      non_negative=("reorder_window_ms", "seq_gap_ms", "skew_ahead_ms",
-                                   "skew_behind_ms", "late_horizon_ms", "unit_check_min_ms"))
+                                   "clock_epoch_ms", "clock_jump_ms", "late_horizon_ms",
+                                   "unit_check_min_ms"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +136,10 @@ class Observation:
     """A per-event finding for anomaly detection: what, where, and the values that show it.
 
     Kinds: `power_above_rating`, `energy_backwards`, `soc_falling`, `faulted`,
-    `clock_skew`, `late_event`, `unusable_held_event` (a held event that turned out unusable
-    when the window released it; `values` holds the reason).
+    `clock_skew` (`values`: the times and the `rule` that judged it), `late_event`,
+    `transaction_id_reused` (a new session took a transaction id an open or recently closed
+    session on the connector has), `unusable_held_event` (a held event that turned out
+    unusable when the window released it; `values` holds the reason).
     """
 
     kind: str

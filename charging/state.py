@@ -174,6 +174,13 @@ class StationState:
     """Newest effective event time seen on the station (inactivity clock)."""
     last_receive_ms: int = -1
     """Newest receive (gateway) time: the wall-clock safety net's reference."""
+    clock_ms: int = -1
+    """The charger's line: newest charger time of a transaction event judged in line
+    (charging/charger_clock.py; -1: none yet)."""
+    clock_offset_ms: int = 0
+    """Receive time minus charger time of that event."""
+    skew_offset_ms: int | None = None
+    """While the charger's clock has jumped back: its offset to receive time since."""
 
     def connector(self, connector_id: int) -> ConnectorState:
         """The connector's state, created on first use."""
@@ -198,6 +205,8 @@ class StationState:
             doc["t"] = [self.newest_ms, self.last_receive_ms]
         if self.daily:
             doc["d"] = self.daily
+        if self.clock_ms >= 0 or self.skew_offset_ms is not None:
+            doc["o"] = [self.clock_ms, self.clock_offset_ms, self.skew_offset_ms]
         return orjson.dumps(doc)
 
     @classmethod
@@ -213,11 +222,13 @@ class StationState:
             partition, offset, index = doc["p"]
             station = doc["s"]
             newest, receive = doc.get("t", (-1, -1))
+            clock, clock_offset, skew = doc.get("o", (-1, 0, None))
             return cls(
                 station_id=station, last_partition=partition, last_offset=offset,
                 last_index=index, seq=doc["q"], daily=dict(doc.get("d", {})),
                 connectors={row[0]: _unpack_connector(row, station) for row in doc["c"]},
                 newest_ms=newest, last_receive_ms=receive,
+                clock_ms=clock, clock_offset_ms=clock_offset, skew_offset_ms=skew,
             )
         except StateDecodeError:
             raise

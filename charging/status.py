@@ -16,36 +16,27 @@ figure: reports sort the history by time and collapse repeats themselves
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from charging.rules import StitchRules
 from schemas.records import ConnectorStatus, EventKind, MeterEvent
 
 
 @dataclass(frozen=True, slots=True)
 class StatusHistory:
-    """Builds the status record of an applied event; holds the clock-skew thresholds only."""
+    """Builds the status record of an applied event."""
 
-    rules: StitchRules = field(default_factory=StitchRules)
-    """The stitcher's rules: a status is dated as the stitcher orders the event."""
-
-    def record(self, event: MeterEvent) -> ConnectorStatus | None:
+    def record(self, event: MeterEvent, time_ms: int | None) -> ConnectorStatus | None:
         """The status record of `event`, or None when it reports no status.
 
-        Call it only for events the stitcher applied (not duplicates, not rejected ones).
+        Call it only for events the stitcher applied (not duplicates, not rejected ones),
+        with the time the stitcher dated it by (`StitchResult.time_ms`): a status is dated
+        as the stitcher orders the event, by the one judgement of the charger's clock
+        (charging/charger_clock.py).
         """
-        if event.kind is not EventKind.STATUS or not event.status:
+        if event.kind is not EventKind.STATUS or not event.status or time_ms is None:
             return None
         return ConnectorStatus(
             event_id=event.event_id, station_id=event.station_id,
             connector_id=event.connector_id, status=event.status,
-            error_code=event.error_code, time_ms=self.time_of(event),
+            error_code=event.error_code, time_ms=time_ms,
             event_time_ms=event.event_time_ms, receive_time_ms=event.receive_time_ms)
-
-    def time_of(self, event: MeterEvent) -> int:
-        """Event time, or receive time when the charger clock is implausible (the stitcher's
-        rule: further ahead than `skew_ahead_ms` or behind than `skew_behind_ms`)."""
-        t, received = event.event_time_ms, event.receive_time_ms
-        if t - received > self.rules.skew_ahead_ms or received - t > self.rules.skew_behind_ms:
-            return received
-        return t

@@ -8,15 +8,18 @@ makes Faust's non-atomic changelog-then-commit safe to restart.
 
 Messy input is the normal case (charging/rules.py lists the flags and thresholds):
 duplicates are recognised by content, out-of-order events wait in a small per-connector
-reorder buffer (charging/reorder.py), a late event for a recently closed session
-publishes a corrected version (same session_id, version + 1), `expire` closes sessions
-whose stop never came, and readings are checked for resets and units
-(charging/readings.py). Everything that decides an output lives in station state, so
+reorder buffer (charging/reorder.py), each event goes to the session its transaction id
+*and* time span name (charging/routing.py: ids get reused), a late event for a recently
+closed session publishes a corrected version (same session_id, version + 1), `expire`
+closes sessions whose stop never came, readings are checked for resets and units
+(charging/readings.py), and charger clocks are judged by plausibility, not age
+(charging/charger_clock.py). Everything that decides an output lives in station state, so
 the same log gives the same sessions and IDs after a restart or a replay.
 
-Hot path: the next in-order METER event of an open session updates a few fields in place
-and allocates only its result. Running sessions are not built per event; `updates` names the touched
-connectors and `snapshot` builds (and prices) a session once per batch.
+Hot path: the next in-order reading of an open session, clock in line, updates a few
+fields in place and allocates only its result (`_next_reading`). Running sessions are not
+built per event; `updates` names the touched connectors and `snapshot` builds (and
+prices) a session once per batch.
 """
 
 from __future__ import annotations
@@ -24,31 +27,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from charging.charger_clock import ChargerClock
 from charging.errors import PositionOutOfRange
 from charging.pricing import Pricing, pricing_engine
 from charging.readings import ReadingFolder
-from charging.reorder import (
-    KIND_RANK,
-    Held,
-    ahead,
-    continues,
-    hold,
-    is_duplicate,
-    recent_for,
-)
-from charging.rules import (
-    CLOCK_SKEW,
-    LATE_EVENT,
-    LATE_STOP,
-    MISSING_START,
-    MISSING_STOP,
-    OVERLAPPED,
-    Observation,
-    StitchRules,
-)
+from charging.reorder import KIND_RANK, Held, ahead, hold, is_duplicate
+from charging.routing import EventRouter
+from charging.routing import Outputs as _Out
+from charging.rules import CLOCK_SKEW, MISSING_STOP, Observation, StitchRules
 from charging.session_ids import IdTemplate
 from charging.sessions import SessionRecords
-from charging.state import RING_SIZE, ClosedSession, ConnectorState, OpenSession, StationState
+from charging.state import RING_SIZE, ConnectorState, OpenSession, StationState
 from charging.stations import StationRegistry
 from schemas.records import (
     MAX_EVENTS_PER_MESSAGE,
@@ -60,9 +49,7 @@ from schemas.records import (
 )
 
 _INF = float("inf")
-_MS_PER_HOUR = 3_600_000
-_METER, _STARTED, _ENDED, _STATUS = EventKind.METER, EventKind.STARTED, EventKind.ENDED, \
-    EventKind.STATUS
+_METER, _ENDED, _STATUS = EventKind.METER, EventKind.ENDED, EventKind.STATUS
 _NO_KEYS: tuple[int, ...] = ()
 _NO_SESSIONS: tuple[ChargingSession, ...] = ()
 
@@ -110,18 +97,10 @@ class StitchResult:
     moves partition when the topic's partition count changes."""
     observations: tuple[Observation, ...] = ()
     """Per-event findings for anomaly detection (charging.rules.Observation)."""
-
-
-class _Out:
-    """What one call produces, collected while events are routed."""
-
-    __slots__ = ("completed", "observations", "rejected", "updates")
-
-    def __init__(self) -> None:
-        self.updates: list[int] = []
-        self.completed: list[ChargingSession] = []
-        self.observations: list[Observation] = []
-        self.rejected: str | None = None
+    time_ms: int | None = None
+    """The time the event is dated by: its charger time, or its receive time when the
+    charger's clock was judged implausible (charging/charger_clock.py). None when it was
+    not judged (a duplicate by position, or rejected as invalid)."""
 
 
 class SessionStitcher:
@@ -135,25 +114,53 @@ class SessionStitcher:
         self._folder = ReadingFolder(self._engine, rules, config.registry)
         self._records = SessionRecords(config.id_template, config.partitions, self._engine,
                                        rules)
+        self._route = EventRouter(self._folder, self._records, rules).route
+        self._clock = ChargerClock(rules)
         self._window = rules.reorder_window_ms
         self._gap_window = max(rules.reorder_window_ms, rules.seq_gap_ms)
-        self._skew_ahead, self._skew_behind = rules.skew_ahead_ms, rules.skew_behind_ms
         self._observations: list[Observation] = []
 
     def apply(
         self, state: StationState | None, event: MeterEvent, position: EventPosition
     ) -> StitchResult:
-        """Apply one event of the station `state` belongs to (None: first event seen)."""
+        """Apply one event of the station `state` belongs to (None: first event seen).
+
+        The next in-order reading of an open session, clock in line, takes the short way
+        (`_next_reading`, most events); everything else goes through `_intake`.
+        """
         if state is None:
             state = StationState(event.station_id)
         elif state.station_id != event.station_id:
             raise ValueError(f"event of station {event.station_id!r} applied to the state of "
                              f"{state.station_id!r}: state must be keyed by station id")
+        if self._seen(state, position):
+            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, None, True)
+        reason = _invalid(event, position)
+        if reason is not None:
+            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, reason)
+        conn = state.connectors.get(event.connector_id)
+        if conn is None:
+            conn = state.connectors[event.connector_id] = ConnectorState()
+        received = event.receive_time_ms
+        if received > state.last_receive_ms:
+            state.last_receive_ms = received
+        session = conn.session
+        kind = event.kind
+        if session is not None and (kind is _METER or kind is _ENDED) and not conn.held:
+            seq, top, t = event.seq, session.seq_max, event.event_time_ms
+            if seq is not None and top is not None and seq == top + 1 \
+                    and event.transaction_id == session.transaction_id is not None \
+                    and t >= session.end_ms and self._clock.in_line(state, t, received):
+                return self._next_reading(state, conn, session, event)
+        return self._intake(state, conn, event, position)
+
+    def _seen(self, state: StationState, position: EventPosition) -> bool:
+        """Whether the position was applied already; else it becomes the last applied."""
         offset = position.offset
         if position.partition == state.last_partition and (offset < state.last_offset or (
             offset == state.last_offset and position.index <= state.last_index
         )):
-            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, None, True)
+            return True
         if not 0 <= position.partition < self._partitions:
             raise PositionOutOfRange(
                 f"partition {position.partition} is outside 0..{self._partitions - 1}: the "
@@ -161,61 +168,76 @@ class SessionStitcher:
         state.last_partition = position.partition
         state.last_offset = offset
         state.last_index = position.index
+        return False
 
-        reason = _invalid(event, position)
-        if reason is not None:
-            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, reason)
-        kind = event.kind
+    def _next_reading(self, state: StationState, conn: ConnectorState, session: OpenSession,
+                      event: MeterEvent) -> StitchResult:
+        """The next event of the open transaction, in order, clock in line: update a few
+        fields in place and allocate only the result."""
+        t = event.event_time_ms
+        if t > state.newest_ms:
+            state.newest_ms = t
+        if t > conn.newest_ms:
+            conn.newest_ms = t
+        ChargerClock.advance(state, t, event.receive_time_ms)
+        observations = self._observations
+        self._folder.absorb(session, event, t, observations)
+        found = tuple(observations) if observations else ()
+        observations.clear()
         cid = event.connector_id
-        conn = state.connectors.get(cid)
-        if conn is None:
-            conn = state.connectors[cid] = ConnectorState()
-        t, received = event.event_time_ms, event.receive_time_ms
-        if received > state.last_receive_ms:
-            state.last_receive_ms = received
-        session = conn.session
-        if (session is not None and (kind is _METER or kind is _ENDED) and not conn.held
-                and t >= session.end_ms and -self._skew_behind <= t - received <= self._skew_ahead):
-            # Hot path: the next event of the open transaction, in order, clock plausible.
-            seq, top = event.seq, session.seq_max
-            if seq is not None and top is not None and seq == top + 1 \
-                    and event.transaction_id == session.transaction_id is not None:
-                if t > state.newest_ms:
-                    state.newest_ms = t
-                if t > conn.newest_ms:
-                    conn.newest_ms = t
-                observations = self._observations
-                self._folder.absorb(session, event, t, observations)
-                found = tuple(observations) if observations else ()
-                observations.clear()
-                if kind is _METER:
-                    return StitchResult(state, (cid,), _NO_SESSIONS, None, False, found)
-                conn.session = None
-                return StitchResult(state, _NO_KEYS, (self._records.close(
-                    state, cid, conn, session, SessionState.COMPLETED, event.stop_reason,
-                    session.end_ms),), None, False, found)
+        if event.kind is _METER:
+            return StitchResult(state, (cid,), _NO_SESSIONS, None, False, found, t)
+        conn.session = None
+        return StitchResult(state, _NO_KEYS, (self._records.close(
+            state, cid, conn, session, SessionState.COMPLETED, event.stop_reason,
+            session.end_ms),), None, False, found, t)
+
+    def _intake(self, state: StationState, conn: ConnectorState, event: MeterEvent,
+                position: EventPosition) -> StitchResult:
+        """Any other event: judge its clock, record a status, drop a duplicate, then apply
+        it now or hold it until the events it may have overtaken have come."""
+        kind = event.kind
         if kind not in KIND_RANK:
             return StitchResult(state, _NO_KEYS, _NO_SESSIONS, f"unknown event kind {kind!r}")
         out = _Out()
-        t = self._effective_ms(event, out)
+        t, rule = self._clock.judge(state, event)
+        if rule is not None:
+            out.observations.append(Observation(
+                CLOCK_SKEW, event.connector_id, t, None,
+                (("event_time_ms", str(event.event_time_ms)),
+                 ("receive_time_ms", str(event.receive_time_ms)), ("rule", rule))))
         if t > state.newest_ms:
             state.newest_ms = t
         if kind is _STATUS:
-            conn.status = event.status
-            conn.error_code = event.error_code
-            if event.status == "Faulted" or event.error_code not in (None, "NoError"):
-                out.observations.append(Observation(
-                    "faulted", cid, t, conn.session.session_id if conn.session else None,
-                    (("status", str(event.status)), ("error_code", str(event.error_code)))))
-            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, None, False,
-                                tuple(out.observations))
-        if is_duplicate(conn, event):
+            self._status(conn, event, t, out)
+        elif is_duplicate(conn, event, t):
             return StitchResult(state, _NO_KEYS, _NO_SESSIONS, None, True,
-                                tuple(out.observations))
+                                tuple(out.observations), t)
+        else:
+            self._take(state, conn, event, position, t, out)
+        return StitchResult(
+            state, tuple(dict.fromkeys(c for c in out.updates
+                                       if state.connectors[c].session is not None)),
+            tuple(out.completed) if out.completed else _NO_SESSIONS, out.rejected, False,
+            tuple(out.observations) if out.observations else (), t)
+
+    @staticmethod
+    def _status(conn: ConnectorState, event: MeterEvent, t: int, out: _Out) -> None:
+        conn.status = event.status
+        conn.error_code = event.error_code
+        if event.status == "Faulted" or event.error_code not in (None, "NoError"):
+            out.observations.append(Observation(
+                "faulted", event.connector_id, t,
+                conn.session.session_id if conn.session else None,
+                (("status", str(event.status)), ("error_code", str(event.error_code)))))
+
+    def _take(self, state: StationState, conn: ConnectorState, event: MeterEvent,
+              position: EventPosition, t: int, out: _Out) -> None:
+        """Apply a transaction event now, or hold it in the reorder buffer."""
         if t > conn.newest_ms:
             conn.newest_ms = t
         if event.seq is None:
-            conn.ring.append([KIND_RANK[kind], event.event_time_ms, event.energy_wh])
+            conn.ring.append([KIND_RANK[event.kind], event.event_time_ms, event.energy_wh])
             if len(conn.ring) > RING_SIZE:
                 del conn.ring[0]
         if not conn.held and self._ready(conn, event, t):
@@ -223,11 +245,6 @@ class SessionStitcher:
         else:
             hold(conn.held, Held(event, position, t))
             self._release(state, conn, out, event)
-        return StitchResult(
-            state, tuple(dict.fromkeys(c for c in out.updates
-                                       if state.connectors[c].session is not None)),
-            tuple(out.completed) if out.completed else _NO_SESSIONS, out.rejected, False,
-            tuple(out.observations) if out.observations else ())
 
     def expire(self, state: StationState, now_event_ms: int,
                now_wall_ms: int) -> list[ChargingSession]:
@@ -266,19 +283,8 @@ class SessionStitcher:
 
     # -- ordering -------------------------------------------------------------------------
 
-    def _effective_ms(self, event: MeterEvent, out: _Out) -> int:
-        """Event time, or receive time when the charger clock is implausible."""
-        t, received = event.event_time_ms, event.receive_time_ms
-        rules = self._rules
-        if t - received > rules.skew_ahead_ms or received - t > rules.skew_behind_ms:
-            out.observations.append(Observation(
-                "clock_skew", event.connector_id, received, None,
-                (("event_time_ms", str(t)), ("receive_time_ms", str(received)))))
-            return received
-        return t
-
     def _ready(self, conn: ConnectorState, event: MeterEvent, t: int) -> bool:
-        window = self._gap_window if ahead(conn, event) else self._window
+        window = self._gap_window if ahead(conn, event, t) else self._window
         return t <= conn.newest_ms - window
 
     def _release(self, state: StationState, conn: ConnectorState, out: _Out,
@@ -292,109 +298,6 @@ class SessionStitcher:
             del held[0]
             self._route(state, conn, head.event, head.position, head.time_ms, out,
                         head.event is current)
-
-    # -- routing: one event, in application order -----------------------------------------
-
-    def _route(self, state: StationState, conn: ConnectorState, event: MeterEvent,
-               position: EventPosition, t: int, out: _Out, current: bool) -> None:
-        cid = event.connector_id
-        skewed = t != event.event_time_ms
-        session = conn.session
-        kind = event.kind
-        inactivity = self._rules.inactivity_ms
-        if kind is _STARTED:
-            if session is not None and event.transaction_id is not None \
-                    and event.transaction_id == session.transaction_id:
-                self._late(session, event, t, out)  # its start, after its readings
-                out.updates.append(cid)
-                return
-            if recent_for(conn, event, t, self._rules.late_horizon_ms) is not None:
-                out.observations.append(_late_observation(event, t, None))
-                return
-            if session is not None:
-                out.completed.append(self._records.displace(
-                    state, cid, conn,
-                    MISSING_STOP if t - session.end_ms > inactivity else OVERLAPPED))
-            conn.session = session = self._records.open(state, event, position, t, ())
-            if skewed:
-                session.flags += (CLOCK_SKEW,)
-            out.updates.append(cid)
-            return
-        if session is not None and not continues(session, event, t, inactivity):
-            closed = recent_for(conn, event, t, self._rules.late_horizon_ms)
-            if closed is not None:  # late event of an earlier session: leave this one be
-                self._correct(state, conn, closed, event, t, out)
-                return
-            out.completed.append(self._records.displace(state, cid, conn, MISSING_STOP))
-            session = None
-        if session is not None:
-            if (event.seq is not None and session.seq_max is not None
-                    and event.seq <= session.seq_max) or (event.seq is None
-                                                          and t < session.end_ms):
-                self._late(session, event, t, out)
-            else:  # in order by seq, even if the charger's clock says otherwise
-                self._folder.absorb(session, event, max(t, session.reading_ms),
-                                    out.observations)
-            if kind is _ENDED:
-                conn.session = None
-                if skewed and CLOCK_SKEW not in session.flags:
-                    session.flags += (CLOCK_SKEW,)
-                out.completed.append(self._records.close(
-                    state, cid, conn, session, SessionState.COMPLETED, event.stop_reason,
-                    session.end_ms))
-                return
-        else:
-            closed = recent_for(conn, event, t, self._rules.late_horizon_ms)
-            if closed is not None:
-                self._correct(state, conn, closed, event, t, out)
-                return
-            if kind is _ENDED:
-                tx = event.transaction_id
-                reason = (f"stop without an open session on {event.station_id}/{cid} "
-                          f"({f'transaction {tx}' if tx is not None else 'no transaction id'})")
-                if current:
-                    out.rejected = reason
-                else:
-                    out.observations.append(Observation(
-                        "unusable_held_event", cid, t, None,
-                        (("event_id", event.event_id), ("reason", reason))))
-                return
-            conn.session = session = self._records.open(state, event, position, t, (MISSING_START,))
-        if skewed and CLOCK_SKEW not in session.flags:
-            session.flags += (CLOCK_SKEW,)
-        out.updates.append(cid)
-
-    def _late(self, session: OpenSession, event: MeterEvent, t: int, out: _Out) -> None:
-        self._folder.fold_late(session, event)
-        if LATE_EVENT not in session.flags:
-            session.flags += (LATE_EVENT,)
-        out.observations.append(_late_observation(event, t, session.session_id))
-
-    def _correct(self, state: StationState, conn: ConnectorState, closed: ClosedSession,
-                 event: MeterEvent, t: int, out: _Out) -> None:
-        """A late event for a recently closed session: publish it again, version + 1."""
-        session = closed.session
-        incomplete = closed.final is SessionState.INCOMPLETE
-        if event.kind is _ENDED and not incomplete:
-            out.observations.append(_late_observation(event, t, session.session_id))
-            return  # a second, different stop of a completed session changes nothing
-        if incomplete and t >= session.end_ms:
-            self._folder.absorb(session, event, t, out.observations)
-            closed.end_ms = session.end_ms
-        else:
-            self._late(session, event, t, out)
-        if event.kind is _ENDED:
-            session.flags = tuple(f for f in session.flags if f != MISSING_STOP) + (LATE_STOP,)
-            closed.final = SessionState.COMPLETED
-            closed.stop_reason = event.stop_reason
-        closed.version += 1
-        out.completed.append(self._records.build(state, event.connector_id, session, closed.final,
-                                         closed.version, closed.stop_reason, closed.end_ms,
-                                         session.flags))
-
-def _late_observation(event: MeterEvent, t: int, session_id: str | None) -> Observation:
-    return Observation("late_event", event.connector_id, t, session_id,
-                       (("event_id", event.event_id), ("kind", event.kind.value)))
 
 
 _LATEST_MS = 4_102_444_800_000

@@ -119,7 +119,7 @@ class BatchProcessor:
                                                     f"{result.rejected}")
                     continue
                 out.counts.events_used += 1
-                status = self._statuses.record(event)
+                status = self._statuses.record(event, result.time_ms)
                 if status is not None:
                     out.statuses.append(status)
                 for connector_id in result.updates:

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charging.pricing import SimpleTariff
-from charging.rules import StitchRules
 from charging.session_ids import IdTemplate
 from charging.station_health import DAY_MS, HealthFigures, StatusPoint, connector_health, whole_days
 from charging.status import StatusHistory
@@ -19,7 +18,7 @@ from producers.faults import FaultConfig, FaultProfile
 from producers.simulator import FleetConfig, plan_connector, simulate
 from producers.truth import read_truth, write_truth
 from schemas.codec import Codec
-from schemas.records import ConnectorStatus, EventKind, MeterEvent
+from schemas.records import ConnectorStatus, EventKind, EventPosition, MeterEvent
 
 pytestmark = pytest.mark.unit
 
@@ -97,17 +96,27 @@ def test_properties(items: list[tuple[int, str]], split: int) -> None:
     assert connector_health(repeated, T0, end) == figures
 
 
-def test_status_record_dates_a_skewed_clock_by_receive_time() -> None:
-    history = StatusHistory(StitchRules())
+def test_status_record_is_dated_by_the_stitchers_judgement_of_the_clock() -> None:
+    """One judgement: the status is dated as the stitcher dated the event (a clock read as
+    1970 by receive time, an old but honest one by its own time)."""
+    stitcher = SessionStitcher(StitcherConfig(partitions=1, id_template=IdTemplate.parse(
+        "EV-{num:09d}"), tariff=SimpleTariff()))
+    history = StatusHistory()
     event = MeterEvent("e1", "CS-1", 2, EventKind.STATUS, T0, T0 + 300, status="Faulted",
                        error_code="GroundFailure")
-    assert history.record(event) == ConnectorStatus("e1", "CS-1", 2, "Faulted",
-                                                    "GroundFailure", T0, T0, T0 + 300)
-    skewed = replace(event, event_time_ms=0)
-    record = history.record(skewed)
+    result = stitcher.apply(None, event, EventPosition(0, 0))
+    assert history.record(event, result.time_ms) == ConnectorStatus(
+        "e1", "CS-1", 2, "Faulted", "GroundFailure", T0, T0, T0 + 300)
+    skewed = replace(event, event_id="e2", event_time_ms=3_600_000)  # a clock reset to 1970
+    record = history.record(skewed, stitcher.apply(result.state, skewed,
+                                                   EventPosition(0, 1)).time_ms)
     assert record is not None and record.time_ms == T0 + 300
-    assert history.record(replace(event, status=None)) is None
-    assert history.record(replace(event, kind=EventKind.METER)) is None
+    old = replace(event, event_id="e3", event_time_ms=T0 - 20 * DAY_MS)  # uploaded weeks late
+    record = history.record(old, stitcher.apply(result.state, old, EventPosition(0, 2)).time_ms)
+    assert record is not None and record.time_ms == T0 - 20 * DAY_MS
+    assert history.record(replace(event, status=None), T0) is None
+    assert history.record(replace(event, kind=EventKind.METER), T0) is None
+    assert history.record(event, None) is None  # not applied: nothing to record
 
 
 def test_connector_status_codec_round_trip() -> None:

@@ -24,10 +24,14 @@ STITCHER = SessionStitcher(StitcherConfig(
     tariff=SimpleTariff("EUR", Decimal("0.40"), Decimal("0.00"))))
 
 
+T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z: a charger time before 2010 is a reset clock
+
+
 def event(station: str, connector: int, kind: EventKind, t_ms: int, tx: str,
           energy: float) -> MeterEvent:
-    return MeterEvent(f"{station}:{tx}:{t_ms}", station, connector, kind, t_ms, t_ms + 10,
-                      transaction_id=tx, energy_wh=energy, power_w=7000.0, soc_pct=40.0)
+    return MeterEvent(f"{station}:{tx}:{t_ms}", station, connector, kind, T0 + t_ms,
+                      T0 + t_ms + 10, transaction_id=tx, energy_wh=energy, power_w=7000.0,
+                      soc_pct=40.0)
 
 
 class States:
