@@ -16,7 +16,10 @@ Injections are shaped so the result does not depend on when the worker's expiry 
   `missing_stop` after it), or without a next start the station's last event is 6.5 h later;
 - overlap delays a stop until the next session's start has been applied (a reading of the
   new session at least 120 s after its start went first): INCOMPLETE `overlapped`, then
-  version 2 COMPLETED `overlapped` + `late_stop`.
+  version 2 COMPLETED `overlapped` + `late_stop`;
+- transaction_id_reused gives a session the transaction id of the (clean, completed)
+  session before it on the connector, as a charger whose counter was reset would: it must
+  stay a session of its own, unchanged but for the id, and the one before it untouched.
 
 Costs assume the simple tariff: expected cost = price_session(energy, end - start).
 
@@ -25,7 +28,8 @@ Each expected session also names the anomalies its case must cause, of the kinds
 station registry), by the rules of charging/anomalies.py over the stitcher's observations:
 the `missing_stop` flag -> `stuck_session` (an `overlapped` close is not one); a reset
 register and a stop below the start -> `energy_backwards` (the register went down);
-clock_skew -> `clock_skew`; late_event -> `late_event`. The other cases cause none of them:
+clock_skew -> `clock_skew`; late_event -> `late_event`; and, without a flag,
+transaction_id_reused -> `transaction_id_reused`. The other cases cause none of them:
 duplicates are dropped, swaps stay inside the gap window, a late stop corrects an
 `overlapped` session without an event coming late to an open one, and kWh readings are
 rescaled before any power check.
@@ -64,7 +68,7 @@ from schemas.records import EventKind, MeterEvent, SessionState
 _SPLIT_WITHIN_MS = 110_000
 _STARTED, _ENDED = EventKind.STARTED, EventKind.ENDED
 CAUSED_KINDS = frozenset({"stuck_session", "energy_backwards", "clock_skew", "late_event",
-                          "power_above_rating", "unusable_event"})
+                          "power_above_rating", "unusable_event", "transaction_id_reused"})
 """Anomaly kinds only injected cases cause: compared exactly with `expected_anomalies`."""
 _CAUSES = {"missing_stop": "stuck_session", "register_reset": "energy_backwards",
            "stop_below_start": "energy_backwards", "clock_skew": "clock_skew",
@@ -87,6 +91,8 @@ class ChaosConfig:
     skew_rate: float = 0.0
     overlap_rate: float = 0.0
     stop_below_start_rate: float = 0.0
+    reuse_rate: float = 0.0
+    """transaction_id_reused: a session takes the id of the session before it."""
     across_messages_share: float = 0.5
     """Share of out_of_order swaps that are split across two messages."""
 
@@ -103,12 +109,15 @@ class ChaosConfig:
         return cls(seed, *(share for _ in CASES))
 
     def rates(self) -> tuple[float, ...]:
-        """Rates in the order of `CASES`."""
-        return tuple(getattr(self, f.name) for f in fields(self)[1:11])
+        """Rates in the order of `CASES` (the `*_rate` fields are declared in that order)."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name.endswith("_rate"))
 
     @property
     def clean(self) -> bool:
         return not any(self.rates())
+
+
+assert len(ChaosConfig().rates()) == len(CASES), "one `*_rate` field per case, in CASES order"
 
 
 class ChaosSimulation:
@@ -218,7 +227,7 @@ class ChaosSimulation:
             if case is not None:
                 done = self._inject(case, rng, events, following, station_last_ms, expected)
                 if done is not None:
-                    expected = replace(done, injected=(case,), anomalies=tuple(
+                    expected = replace(done, injected=(case,), anomalies=done.anomalies + tuple(
                         _CAUSES[f] for f in done.flags if f in _CAUSES))
                 else:
                     case = None

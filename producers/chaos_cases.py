@@ -13,7 +13,8 @@ from charging.rules import HOUR_MS, StitchRules
 from schemas.records import EventKind, MeterEvent, SessionState
 
 CASES = ("duplicate", "out_of_order", "late_event", "missing_stop", "missing_start",
-         "register_reset", "unit_error", "clock_skew", "overlap", "stop_below_start")
+         "register_reset", "unit_error", "clock_skew", "overlap", "stop_below_start",
+         "transaction_id_reused")
 RULES = StitchRules()
 _MARGIN_MS = 30 * 60_000
 _GAP_MS = RULES.seq_gap_ms
@@ -212,11 +213,27 @@ def _stop_below_start(t: Target) -> ExpectedSession | None:
                             flags=("stop_below_start",)))
 
 
+def _transaction_id_reused(t: Target) -> ExpectedSession | None:
+    """The charger's transaction counter went back (a firmware update, a factory reset):
+    the session takes the id of the session before it on the connector, which the
+    simulator numbers `{station}-{connector}-{n - 1}` and which ended before it began.
+    Outcome: its own session as if the id were new, and one `transaction_id_reused`."""
+    head, _, number = t.exp.transaction_id.rpartition("-")
+    if not number.isdigit() or int(number) < 2:
+        return None
+    reused = f"{head}-{int(number) - 1}"
+    for k, event in enumerate(t.ev):
+        if event.transaction_id is not None:
+            t.ev[k] = replace(event, transaction_id=reused)
+    return replace(t.exp, transaction_id=reused, anomalies=("transaction_id_reused",))
+
+
 INJECTORS = {"duplicate": _duplicate, "out_of_order": _out_of_order,
               "late_event": _late_event, "missing_stop": _missing_stop,
               "missing_start": _missing_start, "register_reset": _register_reset,
               "unit_error": _unit_error, "clock_skew": _clock_skew, "overlap": _overlap,
-              "stop_below_start": _stop_below_start}
+              "stop_below_start": _stop_below_start,
+              "transaction_id_reused": _transaction_id_reused}
 """Case name -> its injector: tampers with the target's events in place and returns the
 expected session, or None when this session cannot take the case unambiguously."""
 assert tuple(INJECTORS) == CASES

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.e2e
 CHAOS = ChaosConfig(seed=3, duplicate_rate=0.08, reorder_rate=0.1, late_rate=0.08,
                     missing_stop_rate=0.1, missing_start_rate=0.08, reset_rate=0.08,
                     unit_error_rate=0.08, skew_rate=0.08, overlap_rate=0.1,
-                    stop_below_start_rate=0.08, across_messages_share=1.0)
+                    stop_below_start_rate=0.08, reuse_rate=0.08,
+                    across_messages_share=1.0)
 
 
 def _ms(value: Any) -> int:
@@ -94,7 +95,7 @@ def test_chaos_pipeline_matches_chaos_truth(broker: EmbeddedBroker, chdb_url: st
     expected = chaos.truth()
     assert set(Counter(c for e in expected for c in e.injected)) == set(CASES)
     assert {kind for kind, *_ in chaos.expected_anomalies()} == {
-        "energy_backwards", "clock_skew", "late_event"}
+        "energy_backwards", "clock_skew", "late_event", "transaction_id_reused"}
     want = {(e.station_id, e.connector_id, e.start_ms): e for e in expected}
     with LocalStack(settings, tmp_path) as stack:
         publisher, _, _ = meter_publisher(settings, stack.bootstrap_servers)

@@ -32,7 +32,8 @@ FLEET = FleetConfig(seed=5, stations=20, duration_s=12 * 3600)
 CHAOS = ChaosConfig(seed=3, duplicate_rate=0.08, reorder_rate=0.1, late_rate=0.08,
                     missing_stop_rate=0.1, missing_start_rate=0.08, reset_rate=0.08,
                     unit_error_rate=0.08, skew_rate=0.08, overlap_rate=0.1,
-                    stop_below_start_rate=0.08, across_messages_share=1.0)
+                    stop_below_start_rate=0.08, reuse_rate=0.08,
+                    across_messages_share=1.0)
 STUCK = ChaosConfig(seed=1, missing_stop_rate=0.5, reset_rate=0.2, skew_rate=0.2)
 """Rare in CHAOS: a stop missing where the close is `missing_stop`, not `overlapped`."""
 CONFIG = StitcherConfig(PARTITIONS, IdTemplate.parse("EV-{num:09d}"), SimpleTariff())
@@ -190,11 +191,14 @@ def test_detector_finds_exactly_the_anomalies_the_cases_cause(config: ChaosConfi
     for kind, _, _, tx in have:
         assert tx is not None, (kind, "no single owning session")
         per_tx.setdefault(tx, set()).add(kind)
+    want: dict[str, set[str]] = {}  # a reused id: the anomalies of both its sessions
+    for e in chaos.truth():
+        want.setdefault(e.transaction_id, set()).update(e.anomalies)
     wrong = [(e.injected, e.flags, e.transaction_id, e.anomalies, per_tx.get(e.transaction_id))
              for e in chaos.truth()
-             if set(e.anomalies) != per_tx.get(e.transaction_id, set())]
+             if want[e.transaction_id] != per_tx.get(e.transaction_id, set())]
     assert not wrong, wrong[:5]
     assert have == chaos.expected_anomalies()
     kinds = {kind for kind, *_ in have}
-    assert kinds == ({"energy_backwards", "clock_skew", "late_event"} if config is CHAOS
-                     else {"stuck_session", "energy_backwards", "clock_skew"})
+    assert kinds == ({"energy_backwards", "clock_skew", "late_event", "transaction_id_reused"}
+                     if config is CHAOS else {"stuck_session", "energy_backwards", "clock_skew"})
