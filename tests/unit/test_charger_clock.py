@@ -165,18 +165,17 @@ _CLOCK = ChargerClock(StitchRules())
 
 
 @settings(max_examples=300, deadline=None)
-@given(clock_ms=st.integers(-1, T0 + DAY), offset=st.integers(-HOUR, 30 * DAY),
-       skew=st.none() | st.integers(-HOUR, 40 * DAY), t=st.integers(0, T0 + 2 * DAY),
+@given(line=st.none() | st.integers(-3 * DAY, DAY), offset=st.integers(-HOUR, 30 * DAY),
+       skew=st.none() | st.integers(-HOUR, 40 * DAY), at=st.integers(-40 * DAY, 2 * DAY),
        lag=st.integers(-HOUR, 60 * DAY))
-def test_the_hot_paths_check_agrees_with_the_judgement(clock_ms: int, offset: int,
-                                                       skew: int | None, t: int,
+def test_the_hot_paths_check_agrees_with_the_judgement(line: int | None, offset: int,
+                                                       skew: int | None, at: int,
                                                        lag: int) -> None:
     """`in_line` (the stitcher's fast check) never passes what `judge` would not keep."""
+    clock_ms, t = -1 if line is None else T0 + line, T0 + at
     state = StationState("CS-1", clock_ms=clock_ms, clock_offset_ms=offset,
                          skew_offset_ms=skew)
-    event = ev(METER, t, received=t + lag, transaction_id="T1")
     if _CLOCK.in_line(state, t, t + lag):
-        judged = StationState("CS-1", clock_ms=clock_ms, clock_offset_ms=offset,
-                              skew_offset_ms=skew)
-        assert _CLOCK.judge(judged, event) == (t, None)
-        assert judged.clock_ms == max(clock_ms, t)
+        assert _CLOCK.judge(state, ev(METER, t, received=t + lag, transaction_id="T1")) == \
+            (t, None)
+        assert state.clock_ms == max(clock_ms, t)
