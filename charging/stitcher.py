@@ -115,7 +115,8 @@ class SessionStitcher:
         self._records = SessionRecords(config.id_template, config.partitions, self._engine,
                                        rules)
         self._route = EventRouter(self._folder, self._records, rules).route
-        self._clock = ChargerClock(rules)
+        self._clock = clock = ChargerClock(rules)
+        self._epoch, self._ahead, self._jump = clock.epoch_ms, clock.ahead_ms, clock.jump_ms
         self._window = rules.reorder_window_ms
         self._gap_window = max(rules.reorder_window_ms, rules.seq_gap_ms)
         self._observations: list[Observation] = []
@@ -133,8 +134,18 @@ class SessionStitcher:
         elif state.station_id != event.station_id:
             raise ValueError(f"event of station {event.station_id!r} applied to the state of "
                              f"{state.station_id!r}: state must be keyed by station id")
-        if self._seen(state, position):
+        offset = position.offset
+        if position.partition == state.last_partition and (offset < state.last_offset or (
+            offset == state.last_offset and position.index <= state.last_index
+        )):
             return StitchResult(state, _NO_KEYS, _NO_SESSIONS, None, True)
+        if not 0 <= position.partition < self._partitions:
+            raise PositionOutOfRange(
+                f"partition {position.partition} is outside 0..{self._partitions - 1}: the "
+                f"meter-events topic has more partitions than configured")
+        state.last_partition = position.partition
+        state.last_offset = offset
+        state.last_index = position.index
         reason = _invalid(event, position)
         if reason is not None:
             return StitchResult(state, _NO_KEYS, _NO_SESSIONS, reason)
@@ -150,25 +161,11 @@ class SessionStitcher:
             seq, top, t = event.seq, session.seq_max, event.event_time_ms
             if seq is not None and top is not None and seq == top + 1 \
                     and event.transaction_id == session.transaction_id is not None \
-                    and t >= session.end_ms and self._clock.in_line(state, t, received):
+                    and t >= session.end_ms and state.skew_offset_ms is None \
+                    and self._epoch <= t <= received + self._ahead \
+                    and t >= state.clock_ms - self._jump:  # ChargerClock.in_line, inlined
                 return self._next_reading(state, conn, session, event)
         return self._intake(state, conn, event, position)
-
-    def _seen(self, state: StationState, position: EventPosition) -> bool:
-        """Whether the position was applied already; else it becomes the last applied."""
-        offset = position.offset
-        if position.partition == state.last_partition and (offset < state.last_offset or (
-            offset == state.last_offset and position.index <= state.last_index
-        )):
-            return True
-        if not 0 <= position.partition < self._partitions:
-            raise PositionOutOfRange(
-                f"partition {position.partition} is outside 0..{self._partitions - 1}: the "
-                f"meter-events topic has more partitions than configured")
-        state.last_partition = position.partition
-        state.last_offset = offset
-        state.last_index = position.index
-        return False
 
     def _next_reading(self, state: StationState, conn: ConnectorState, session: OpenSession,
                       event: MeterEvent) -> StitchResult:
@@ -179,7 +176,9 @@ class SessionStitcher:
             state.newest_ms = t
         if t > conn.newest_ms:
             conn.newest_ms = t
-        ChargerClock.advance(state, t, event.receive_time_ms)
+        if t > state.clock_ms:  # ChargerClock.advance, inlined
+            state.clock_ms = t
+            state.clock_offset_ms = event.receive_time_ms - t
         observations = self._observations
         self._folder.absorb(session, event, t, observations)
         found = tuple(observations) if observations else ()
