@@ -111,7 +111,7 @@ def claim(conn: ConnectorState, event: MeterEvent, t: int,
     session = conn.session
     mine = (session, None) if session is not None and session.transaction_id == tx else None
     if mine is not None and mine[0].start_ms <= t:
-        if starting and t > mine[0].end_ms or _pending_start(conn, tx, mine[0].end_ms, t):
+        if (starting and t > mine[0].end_ms) or _pending_start(conn, tx, mine[0].end_ms, t):
             return None
         return mine
     oldest = mine
