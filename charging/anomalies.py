@@ -16,8 +16,9 @@ and rates.
 | `zero_energy_session` | a session ended with no energy delivered | warning | check the connector if it repeats (see `repeated_failed_starts`); the customer may call |
 | `suspicious_session` | a session with energy under `min_energy_wh`, shorter than `min_duration_ms`, or an average power above `over_power_ratio` x the connector's rating (evidence: `reasons`) | warning | check the session's readings (`chargewatch session ID`); a meter, unit or registry error shows as the same reason on many sessions |
 | `stuck_session` | a session closed as incomplete: its stop never came (flag `missing_stop`) | warning | check the charger's connection around the end time; the cost is provisional until a late stop corrects it |
-| `power_above_rating` | readings imply an average power above the connector's rating x `StitchRules.power_tolerance` | warning | check the meter and the station registry's rating for that connector |
-| `energy_backwards` | the energy register went backwards (reset, rollover or a bad meter) | warning | check the meter; sessions counted across it (flag `register_reset`), billing may need review |
+| `power_above_rating` | readings imply an average power above the connector's rating x `StitchRules.power_tolerance`, backed by the charger's own power reading (connectors the station registry knows); the energy is counted | warning | check the station registry's rating for that connector |
+| `implausible_reading` | a register value implied a power above the connector's rating x `power_tolerance` (`max_plausible_power_w` when the registry does not know it) and was left out of energy and cost: a kWh value among Wh, a spike, a jump (evidence: `register_wh`, `previous_wh`, `next_wh`; flag `implausible_reading`) | warning | none for the bill (it excludes the value); if it repeats at one station, check the meter and the charger's firmware |
+| `energy_backwards` | the energy register went backwards: a reset or rollover that the next reading confirmed (counted across it: flag `register_reset`), or a stop below the last reading (ignored: `stop_below_start` / `stop_below_last`); a drop the next reading does not confirm is an `implausible_reading` instead | warning | check the meter; billing may need review |
 | `unusable_event` | a held event could not be used when the reorder window released it (evidence: `reason`) | warning | read the reason; a stop for an unknown transaction often means a lost start |
 | `soc_falling` | the vehicle's state of charge fell while charging | info | none unless frequent at one station (then: charger or vehicle BMS reporting) |
 | `connector_blocked` | a vehicle stayed plugged in `blocking_idle_ms` after charging ended | info | operations: idle fee or a notice to the driver; not a fault |
@@ -82,6 +83,8 @@ _FROM_OBSERVATION: dict[str, tuple[str, Severity, str]] = {
     "faulted": ("connector_faulted", Severity.CRITICAL, "connector faulted"),
     "power_above_rating": ("power_above_rating", Severity.WARNING, "power above rating"),
     "energy_backwards": ("energy_backwards", Severity.WARNING, "energy register went backwards"),
+    "implausible_reading": ("implausible_reading", Severity.WARNING,
+                            "implausible register reading left out of energy"),
     "unusable_held_event": ("unusable_event", Severity.WARNING, "event could not be used"),
     "soc_falling": ("soc_falling", Severity.INFO, "state of charge fell while charging"),
     "clock_skew": ("clock_skew", Severity.INFO, "charger clock skewed"),

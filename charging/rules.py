@@ -12,6 +12,12 @@ Session flags (`ChargingSession.flags`), for on-call and for analysts:
 - `stop_below_start`: the stop's register is below the session's first reading; it is
   ignored (energy runs to the last plausible reading).
 - `stop_below_last`: the stop's register is below the last reading (but not the first); ignored.
+- `implausible_reading`: a register value was left out of energy and cost: it implied a power
+  above the connector's rating x `power_tolerance` (or `max_plausible_power_w` x it when the
+  registry does not know the connector) and the next reading went on from the trajectory
+  before it (a kWh slip, a spike), or the register jumped up and went on from there (the
+  jump is left out), or a stop implied such a power, or the session closed before a next
+  reading could tell a reset from a slip (charging/readings.py).
 - `unit_corrected_kwh`: the charger sent kWh in the Wh field; values were multiplied by 1000.
 - `unit_corrected_mwh`: values were 1000 times too large for the connector's rating;
   divided by 1000.
@@ -36,6 +42,7 @@ STOP_BELOW_START = "stop_below_start"
 STOP_BELOW_LAST = "stop_below_last"
 UNIT_KWH = "unit_corrected_kwh"
 UNIT_MWH = "unit_corrected_mwh"
+IMPLAUSIBLE_READING = "implausible_reading"
 CLOCK_SKEW = "clock_skew"
 LATE_EVENT = "late_event"
 
@@ -84,7 +91,10 @@ class StitchRules:
     max_plausible_power_w: float = 400_000.0
     """Rated power assumed for connectors the station registry does not know."""
     power_tolerance: float = 1.5
-    """Average power above rating x this is implausible (unit check, power observations)."""
+    """Average power above rating x this is implausible: the reading is left out of energy
+    and cost (flag `implausible_reading`), unless the charger's own power reading confirms
+    it on a connector the registry knows (then counted, observed as `power_above_rating`:
+    the registry's rating is likely wrong). Also the unit check's bound."""
     unit_check_min_ms: int = 30_000
     """Shortest reading interval a unit decision is taken on (register rounding)."""
 
@@ -102,7 +112,8 @@ class Observation:
 
     Kinds: `power_above_rating`, `energy_backwards`, `soc_falling`, `faulted`,
     `clock_skew`, `late_event`, `unusable_held_event` (a held event that turned out unusable
-    when the window released it; `values` holds the reason).
+    when the window released it; `values` holds the reason), `implausible_reading` (a
+    register value left out of energy; `time_ms` is the reading's).
     """
 
     kind: str

@@ -238,13 +238,14 @@ def test_values_1000_times_too_large_for_the_rating_are_scaled_down() -> None:
     assert done.flags == ("unit_corrected_mwh",) and done.energy_wh == 366.0
 
 
-def test_power_above_rating_is_observed() -> None:
+def test_power_above_rating_backed_by_the_chargers_power_is_counted_and_observed() -> None:
     registry = StationRegistry.parse({"stations": {"CS-1": {"connectors": {1: 11_000}}}})
     run = Run(registry=registry)
     run(ev(STARTED, T0, energy_wh=0.0))
     run(ev(METER, T0 + MIN, energy_wh=100.0))
-    run(ev(METER, T0 + 2 * MIN, energy_wh=500.0))  # 24 kW average on an 11 kW connector
+    run(ev(METER, T0 + 2 * MIN, energy_wh=500.0, power_w=23_000.0))  # 24 kW on "11 kW"
     assert run.observations == ["power_above_rating"]
+    assert run.running().energy_wh == 500.0 and run.running().flags == ()
 
 
 def test_clock_reset_to_1970_uses_receive_time_and_is_flagged() -> None:
