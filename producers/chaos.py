@@ -17,6 +17,10 @@ Injections are shaped so the result does not depend on when the worker's expiry 
 - overlap delays a stop until the next session's start has been applied (a reading of the
   new session at least 120 s after its start went first): INCOMPLETE `overlapped`, then
   version 2 COMPLETED `overlapped` + `late_stop`.
+- unit_slip replaces one reading (not the first interval's, where the unit is decided) by
+  its value in kWh, spike by its value plus 1 MWh; the next reading goes on from the one
+  before at a plausible power (default bound, no registry), so the slip or spike is left
+  out: energy and cost as clean, flag `implausible_reading`.
 
 Costs assume the simple tariff: expected cost = price_session(energy, end - start).
 
@@ -25,7 +29,8 @@ Each expected session also names the anomalies its case must cause, of the kinds
 station registry), by the rules of charging/anomalies.py over the stitcher's observations:
 the `missing_stop` flag -> `stuck_session` (an `overlapped` close is not one); a reset
 register and a stop below the start -> `energy_backwards` (the register went down);
-clock_skew -> `clock_skew`; late_event -> `late_event`. The other cases cause none of them:
+clock_skew -> `clock_skew`; late_event -> `late_event`; implausible_reading ->
+`implausible_reading` (naming the value). The other cases cause none of them:
 duplicates are dropped, swaps stay inside the gap window, a late stop corrects an
 `overlapped` session without an event coming late to an open one, and kWh readings are
 rescaled before any power check.
@@ -64,11 +69,11 @@ from schemas.records import EventKind, MeterEvent, SessionState
 _SPLIT_WITHIN_MS = 110_000
 _STARTED, _ENDED = EventKind.STARTED, EventKind.ENDED
 CAUSED_KINDS = frozenset({"stuck_session", "energy_backwards", "clock_skew", "late_event",
-                          "power_above_rating", "unusable_event"})
+                          "power_above_rating", "unusable_event", "implausible_reading"})
 """Anomaly kinds only injected cases cause: compared exactly with `expected_anomalies`."""
 _CAUSES = {"missing_stop": "stuck_session", "register_reset": "energy_backwards",
            "stop_below_start": "energy_backwards", "clock_skew": "clock_skew",
-           "late_event": "late_event"}
+           "late_event": "late_event", "implausible_reading": "implausible_reading"}
 """Session flag -> the anomaly of `CAUSED_KINDS` it comes with."""
 
 
@@ -87,6 +92,8 @@ class ChaosConfig:
     skew_rate: float = 0.0
     overlap_rate: float = 0.0
     stop_below_start_rate: float = 0.0
+    unit_slip_rate: float = 0.0
+    spike_rate: float = 0.0
     across_messages_share: float = 0.5
     """Share of out_of_order swaps that are split across two messages."""
 
@@ -104,7 +111,7 @@ class ChaosConfig:
 
     def rates(self) -> tuple[float, ...]:
         """Rates in the order of `CASES`."""
-        return tuple(getattr(self, f.name) for f in fields(self)[1:11])
+        return tuple(getattr(self, f.name) for f in fields(self)[1:1 + len(CASES)])
 
     @property
     def clean(self) -> bool:
