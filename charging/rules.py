@@ -78,8 +78,17 @@ class StitchRules:
     """Held events per connector; on overflow the oldest is applied (bounds state size)."""
     inactivity_ms: int = 6 * HOUR_MS
     """Event time without an event on an open session before it is closed as incomplete."""
-    inactivity_wall_ms: int = 12 * HOUR_MS
-    """Wall-clock safety net: the station received nothing for this long (silent partition)."""
+    inactivity_wall_ms: int = 6 * HOUR_MS
+    """...or wall time: the worker has applied no event of the station for this long (a
+    station alone on a quiet partition, whose event time nothing advances). Measured on
+    the worker's own clock since it last applied an event of the station, never against
+    event or receive times, so a replay of old days is not taken for silence."""
+    stuck_after_ms: int = 15 * 60_000
+    """An open session with no event for this long (event time or the worker's wall time)
+    is reported stuck (`stuck_session`), long before it is closed..."""
+    stuck_intervals: float = 5.0
+    """...or for this many of its own reporting intervals, if longer (the mean time between
+    the session's events: a charger sending a reading every 15 min is stuck after 75 min)."""
     skew_ahead_ms: int = 5 * 60_000
     """Charger time this far ahead of receive time is skew (it cannot be in the future)."""
     skew_behind_ms: int = 7 * 24 * HOUR_MS
@@ -104,6 +113,7 @@ class StitchRules:
                                      "power_tolerance"),
                      non_negative=("reorder_window_ms", "seq_gap_ms", "skew_ahead_ms",
                                    "skew_behind_ms", "late_horizon_ms", "unit_check_min_ms"))
+        check_bounds(self, positive=("stuck_after_ms", "stuck_intervals"), non_negative=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +123,8 @@ class Observation:
     Kinds: `power_above_rating`, `energy_backwards`, `soc_falling`, `faulted`,
     `clock_skew`, `late_event`, `unusable_held_event` (a held event that turned out unusable
     when the window released it; `values` holds the reason), `implausible_reading` (a
-    register value left out of energy; `time_ms` is the reading's).
+    register value left out of energy; `time_ms` is the reading's), `stuck_session` (an open
+    session gone quiet, from `SessionStitcher.stuck`; `time_ms` is its last event's).
     """
 
     kind: str

@@ -33,7 +33,10 @@ clock_skew -> `clock_skew`; late_event -> `late_event`; implausible_reading ->
 `implausible_reading` (naming the value). The other cases cause none of them:
 duplicates are dropped, swaps stay inside the gap window, a late stop corrects an
 `overlapped` session without an event coming late to an open one, and kWh readings are
-rescaled before any power check.
+rescaled before any power check. `stuck_session` on a session still open is timer-driven:
+a session waiting hours for an overlapping stop is quiet and may be reported when a timer
+round happens to see it, so runs compared with this truth set `stuck_after_ms` to
+`inactivity_ms` (then only the close of a `missing_stop` session raises it).
 """
 
 from __future__ import annotations

@@ -155,11 +155,13 @@ def test_inactivity_closes_incomplete_and_a_late_stop_corrects_it() -> None:
     assert fixed.energy_wh == 250.0 and fixed.end_ms == last + 7 * HOUR
 
 
-def test_wall_clock_safety_net_closes_a_silent_station() -> None:
+def test_wall_clock_closes_a_silent_station_measured_from_when_it_was_heard() -> None:
     run = Run()
     last = charge(run, readings=1)
-    assert run.expire(last, now_wall_ms=last + 11 * HOUR) == []
-    (closed,) = run.expire(last, now_wall_ms=last + 13 * HOUR)
+    heard = 5 * 24 * HOUR  # the worker's clock, unrelated to the charger's times
+    assert run.stitcher.expire(run.state, last, heard + 6 * HOUR - 1, heard) == []
+    assert run.stitcher.expire(run.state, last, heard + 30 * 24 * HOUR) == []  # not heard
+    (closed,) = run.stitcher.expire(run.state, last, heard + 6 * HOUR + 1, heard)
     assert closed.flags == ("missing_stop",) and closed.state is SessionState.INCOMPLETE
 
 
