@@ -15,9 +15,10 @@ and rates.
 | `dead_letter_spike` | dead letters per minute above `dead_letter_spike_per_min` (station `*`: the whole network) | critical | read `dead_letters` for the stage and error; usually a firmware or schema change at a gateway or a broken producer |
 | `zero_energy_session` | a session ended with no energy delivered | warning | check the connector if it repeats (see `repeated_failed_starts`); the customer may call |
 | `suspicious_session` | a session with energy under `min_energy_wh`, shorter than `min_duration_ms`, or an average power above `over_power_ratio` x the connector's rating (evidence: `reasons`) | warning | check the session's readings (`chargewatch session ID`); a meter, unit or registry error shows as the same reason on many sessions |
-| `stuck_session` | a session closed as incomplete: its stop never came (flag `missing_stop`) | warning | check the charger's connection around the end time; the cost is provisional until a late stop corrects it |
-| `power_above_rating` | readings imply an average power above the connector's rating x `StitchRules.power_tolerance` | warning | check the meter and the station registry's rating for that connector |
-| `energy_backwards` | the energy register went backwards (reset, rollover or a bad meter) | warning | check the meter; sessions counted across it (flag `register_reset`), billing may need review |
+| `stuck_session` | an open session had no event for `StitchRules.stuck_after_ms` (15 min; or `stuck_intervals` x its own mean time between events, if longer) in event time or in the worker's wall time, whatever its partition's traffic; raised once while it is open (evidence: `quiet_ms`, `clock`), and again under the same ID if it then closes as incomplete (flag `missing_stop`, after `inactivity_ms` of event time or `inactivity_wall_ms` of wall time) | warning | check the charger's connection and whether it still sends meter values; if it resumes, nothing to do; if not, the session closes as incomplete and its cost is provisional until a late stop corrects it |
+| `power_above_rating` | readings imply an average power above the connector's rating x `StitchRules.power_tolerance`, backed by the charger's own power reading (connectors the station registry knows); the energy is counted | warning | check the station registry's rating for that connector |
+| `implausible_reading` | a register value implied a power above the connector's rating x `power_tolerance` (`max_plausible_power_w` when the registry does not know it) and was left out of energy and cost: a kWh value among Wh, a spike, a jump (evidence: `register_wh`, `previous_wh`, `next_wh`; flag `implausible_reading`) | warning | none for the bill (it excludes the value); if it repeats at one station, check the meter and the charger's firmware |
+| `energy_backwards` | the energy register went backwards: a reset or rollover that the next reading confirmed (counted across it: flag `register_reset`), or a stop below the last reading (ignored: `stop_below_start` / `stop_below_last`); a drop the next reading does not confirm is an `implausible_reading` instead | warning | check the meter; billing may need review |
 | `unusable_event` | a held event could not be used when the reorder window released it (evidence: `reason`) | warning | read the reason; a stop for an unknown transaction often means a lost start |
 | `soc_falling` | the vehicle's state of charge fell while charging | info | none unless frequent at one station (then: charger or vehicle BMS reporting) |
 | `connector_blocked` | a vehicle stayed plugged in `blocking_idle_ms` after charging ended | info | operations: idle fee or a notice to the driver; not a fault |
@@ -28,7 +29,8 @@ and rates.
 A session anomaly is detected at the session's end (`detected_ms` = `end_ms`), and its ID
 uses the session ID, so a corrected version of the session (version + 1) republishes the
 same anomaly rather than a new one. A correction that clears a finding does not retract
-the anomaly already published.
+the anomaly already published. `stuck_session` raised on a session still open has the
+same ID and `detected_ms` (its last event) as the one its incomplete close raises.
 """  # noqa: E501 - the kinds table is pasted into docs/oncall.md as is
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ _FROM_OBSERVATION: dict[str, tuple[str, Severity, str]] = {
     "faulted": ("connector_faulted", Severity.CRITICAL, "connector faulted"),
     "power_above_rating": ("power_above_rating", Severity.WARNING, "power above rating"),
     "energy_backwards": ("energy_backwards", Severity.WARNING, "energy register went backwards"),
+    "implausible_reading": ("implausible_reading", Severity.WARNING,
+                            "implausible register reading left out of energy"),
+    "stuck_session": ("stuck_session", Severity.WARNING, "session quiet: its stop may be lost"),
     "unusable_held_event": ("unusable_event", Severity.WARNING, "event could not be used"),
     "soc_falling": ("soc_falling", Severity.INFO, "state of charge fell while charging"),
     "clock_skew": ("clock_skew", Severity.INFO, "charger clock skewed"),
@@ -91,6 +96,9 @@ _FROM_OBSERVATION: dict[str, tuple[str, Severity, str]] = {
                             "transaction id reused by a new session"),
 }
 """Observation kind -> (anomaly kind, severity, message)."""
+_ONCE_PER_SESSION = frozenset({"stuck_session"})
+"""Kinds whose ID names the session only: the finding on the open session and the one on
+its incomplete close (`from_completed`) are one anomaly, the later replacing the earlier."""
 
 
 def anomaly_id(kind: str, station_id: str, connector_id: int | None, key: str | int) -> str:
@@ -139,9 +147,10 @@ class AnomalyDetector:
         if obs.kind == "faulted":
             text = f"connector faulted: {evidence.get('error_code', 'None')}"
             detail = f"status={evidence.get('status', 'None')}"
+        key = obs.session_id if obs.kind in _ONCE_PER_SESSION and obs.session_id else \
+            f"{obs.session_id or '-'}:{obs.time_ms}"
         return Anomaly(
-            anomaly_id=anomaly_id(kind, station_id, obs.connector_id,
-                                  f"{obs.session_id or '-'}:{obs.time_ms}"),
+            anomaly_id=anomaly_id(kind, station_id, obs.connector_id, key),
             kind=kind, severity=severity, station_id=station_id,
             connector_id=obs.connector_id, session_id=obs.session_id, detected_ms=obs.time_ms,
             message=f"{_where(station_id, obs.connector_id)}: {text}"

@@ -12,6 +12,12 @@ Session flags (`ChargingSession.flags`), for on-call and for analysts:
 - `stop_below_start`: the stop's register is below the session's first reading; it is
   ignored (energy runs to the last plausible reading).
 - `stop_below_last`: the stop's register is below the last reading (but not the first); ignored.
+- `implausible_reading`: a register value was left out of energy and cost: it implied a power
+  above the connector's rating x `power_tolerance` (or `max_plausible_power_w` x it when the
+  registry does not know the connector) and the next reading went on from the trajectory
+  before it (a kWh slip, a spike), or the register jumped up and went on from there (the
+  jump is left out), or a stop implied such a power, or the session closed before a next
+  reading could tell a reset from a slip (charging/readings.py).
 - `unit_corrected_kwh`: the charger sent kWh in the Wh field; values were multiplied by 1000.
 - `unit_corrected_mwh`: values were 1000 times too large for the connector's rating;
   divided by 1000.
@@ -65,6 +71,7 @@ STOP_BELOW_START = "stop_below_start"
 STOP_BELOW_LAST = "stop_below_last"
 UNIT_KWH = "unit_corrected_kwh"
 UNIT_MWH = "unit_corrected_mwh"
+IMPLAUSIBLE_READING = "implausible_reading"
 CLOCK_SKEW = "clock_skew"
 LATE_EVENT = "late_event"
 TRANSACTION_ID_REUSED = "transaction_id_reused"
@@ -102,8 +109,17 @@ class StitchRules:
     """Held events per connector; on overflow the oldest is applied (bounds state size)."""
     inactivity_ms: int = 6 * HOUR_MS
     """Event time without an event on an open session before it is closed as incomplete."""
-    inactivity_wall_ms: int = 12 * HOUR_MS
-    """Wall-clock safety net: the station received nothing for this long (silent partition)."""
+    inactivity_wall_ms: int = 6 * HOUR_MS
+    """...or wall time: the worker has applied no event of the station for this long (a
+    station alone on a quiet partition, whose event time nothing advances). Measured on
+    the worker's own clock since it last applied an event of the station, never against
+    event or receive times, so a replay of old days is not taken for silence."""
+    stuck_after_ms: int = 15 * 60_000
+    """An open session with no event for this long (event time or the worker's wall time)
+    is reported stuck (`stuck_session`), long before it is closed..."""
+    stuck_intervals: float = 5.0
+    """...or for this many of its own reporting intervals, if longer (the mean time between
+    the session's events: a charger sending a reading every 15 min is stuck after 75 min)."""
     skew_ahead_ms: int = 5 * 60_000
     """Charger time this far ahead of receive time is skew (it cannot be in the future)."""
     clock_epoch_ms: int = 1_262_304_000_000
@@ -118,7 +134,10 @@ class StitchRules:
     max_plausible_power_w: float = 400_000.0
     """Rated power assumed for connectors the station registry does not know."""
     power_tolerance: float = 1.5
-    """Average power above rating x this is implausible (unit check, power observations)."""
+    """Average power above rating x this is implausible: the reading is left out of energy
+    and cost (flag `implausible_reading`), unless the charger's own power reading confirms
+    it on a connector the registry knows (then counted, observed as `power_above_rating`:
+    the registry's rating is likely wrong). Also the unit check's bound."""
     unit_check_min_ms: int = 30_000
     """Shortest reading interval a unit decision is taken on (register rounding)."""
 
@@ -129,6 +148,7 @@ class StitchRules:
                      non_negative=("reorder_window_ms", "seq_gap_ms", "skew_ahead_ms",
                                    "clock_epoch_ms", "clock_jump_ms", "late_horizon_ms",
                                    "unit_check_min_ms"))
+        check_bounds(self, positive=("stuck_after_ms", "stuck_intervals"), non_negative=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +159,9 @@ class Observation:
     `clock_skew` (`values`: the times and the `rule` that judged it), `late_event`,
     `transaction_id_reused` (a new session took a transaction id an open or recently closed
     session on the connector has), `unusable_held_event` (a held event that turned out
-    unusable when the window released it; `values` holds the reason).
+    unusable when the window released it; `values` holds the reason), `implausible_reading`
+    (a register value left out of energy; `time_ms` is the reading's), `stuck_session` (an
+    open session gone quiet, from `SessionStitcher.stuck`; `time_ms` is its last event's).
     """
 
     kind: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP
 
-from charging.readings import MAX_GAPS
+from charging.readings import MAX_GAPS, settle
 from charging.rules import StitchRules
 from charging.session_ids import IdContext, IdTemplate, utc_date
 from charging.state import ClosedSession, ConnectorState, OpenSession, StationState
@@ -67,6 +67,7 @@ class SessionRecords:
         session = conn.session
         assert session is not None
         conn.session = None
+        settle(session)
         return self.close(state, cid, conn, session, SessionState.INCOMPLETE, None,
                            session.end_ms, (flag,))
 

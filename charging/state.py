@@ -63,6 +63,11 @@ class OpenSession:
     """Energy counted in segments before the last register reset."""
     scale: float = 1.0
     """Unit correction applied to this charger's register values (1000: it sends kWh)."""
+    pending_wh: float | None = None
+    """A register value not counted yet: it left the trajectory (went down, or up at an
+    implausible power), and only the next reading tells a reset from a slip or a spike."""
+    pending_ms: int = 0
+    """Time of the pending reading."""
 
     @property
     def energy_wh(self) -> float:
@@ -87,6 +92,8 @@ class OpenSession:
             extra["c"] = self.carried_wh
         if self.scale != 1.0:
             extra["x"] = self.scale
+        if self.pending_wh is not None:
+            extra["u"] = [self.pending_wh, self.pending_ms]
         if extra:
             row.append(extra)
         return row
@@ -95,10 +102,12 @@ class OpenSession:
     def _unpack(cls, row: list[Any]) -> OpenSession:
         extra: dict[str, Any] = row[16] if len(row) > 16 else {}
         *head, meter, flags = row[:16]
+        pending_wh, pending_ms = extra.get("u", (None, 0))
         return cls(*head, meter=Meter.unpack(meter), flags=tuple(flags),
                    seq_max=extra.get("q"), gaps=list(extra.get("g", ())),
                    base_wh=extra.get("b"), carried_wh=extra.get("c", 0.0),
-                   scale=extra.get("x", 1.0))
+                   scale=extra.get("x", 1.0),
+                   pending_wh=pending_wh, pending_ms=pending_ms)
 
 
 @dataclass(slots=True)

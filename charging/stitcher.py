@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from charging.charger_clock import ChargerClock
 from charging.errors import PositionOutOfRange
 from charging.pricing import Pricing, pricing_engine
+from charging.quiet import stuck_sessions, wall_quiet
 from charging.readings import ReadingFolder
 from charging.reorder import KIND_RANK, Held, ahead, hold, is_duplicate
 from charging.routing import EventRouter
@@ -245,22 +246,25 @@ class SessionStitcher:
             hold(conn.held, Held(event, position, t))
             self._release(state, conn, out, event)
 
-    def expire(self, state: StationState, now_event_ms: int,
-               now_wall_ms: int) -> list[ChargingSession]:
+    def expire(self, state: StationState, now_event_ms: int, now_wall_ms: int,
+               heard_wall_ms: int | None = None) -> list[ChargingSession]:
         """Close what inactivity ended; call it periodically per station, then save the state.
 
         `now_event_ms` is the caller's event-time clock (e.g. the newest event time seen on
         the partition; the station's own newest is used when later). Held events the
         window has passed are applied; an open session idle for `rules.inactivity_ms` of
         event time is closed as INCOMPLETE (`missing_stop`), with its ID, energy and cost.
-        Safety net for a silent partition: when the station has received nothing for
-        `rules.inactivity_wall_ms` of wall time (`now_wall_ms` against the newest receive
-        time), every held event is applied and every open session closed. Returns the
-        closed sessions and any corrections, as `StitchResult.completed` would.
+        A station alone on a quiet partition never advances event time, so wall time
+        counts too: `heard_wall_ms` is when the caller last applied an event of this
+        station, on its own clock, and `now_wall_ms` that clock's now (None: no wall-clock
+        rule). Silent for `rules.inactivity_wall_ms`, every held event is applied and every
+        open session closed. Closing by wall time changes when a session closes, never
+        its ID or its contents. Returns the closed sessions and any corrections, as
+        `StitchResult.completed` would.
         """
         rules = self._rules
         now = max(now_event_ms, state.newest_ms)
-        silent = 0 <= state.last_receive_ms < now_wall_ms - rules.inactivity_wall_ms
+        silent = wall_quiet(now_wall_ms, heard_wall_ms) > rules.inactivity_wall_ms
         out = _Out()
         for cid, conn in state.connectors.items():
             while conn.held and (silent or conn.held[0].time_ms <= now - self._gap_window):
@@ -270,6 +274,13 @@ class SessionStitcher:
             if session is not None and (silent or now - session.end_ms > rules.inactivity_ms):
                 out.completed.append(self._records.displace(state, cid, conn, MISSING_STOP))
         return out.completed
+
+    def stuck(self, state: StationState, now_event_ms: int, now_wall_ms: int,
+              heard_wall_ms: int | None = None) -> list[Observation]:
+        """Open sessions gone quiet, not yet closed: `stuck_session` observations
+        (charging/quiet.py). Same clocks as `expire`; call it before `expire`."""
+        return stuck_sessions(state, self._rules, now_event_ms,
+                              wall_quiet(now_wall_ms, heard_wall_ms))
 
     def snapshot(self, state: StationState, connector_id: int) -> ChargingSession | None:
         """The running session (state OPEN, version 0, cost so far) on a connector, if open."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from charging.anomalies import AnomalyDetector
+from charging.rules import Observation
 from charging.state import StationState
 from charging.status import StatusHistory
 from charging.stitcher import SessionStitcher
@@ -81,6 +82,8 @@ class BatchProcessor:
         self._clock_ms = clock_ms
         self._processed_wall_ms: dict[str, int] = {}
         """When this worker last applied an event of each station (wall clock, memory only)."""
+        self._stuck_reported: set[str] = set()
+        """Open sessions already reported stuck (`expire`)."""
         self._saved: dict[str, tuple[bytes, StationState]] = {}
         """Each station's state object as this processor last encoded it, reused while the
         store still holds those bytes: decoding every touched state per batch cost more
@@ -158,17 +161,19 @@ class BatchProcessor:
         return StationState.from_bytes(blob)
 
     def expire(self, states: Iterable[tuple[str, bytes]], now_wall_ms: int) -> BatchOutput:
-        """Close sessions that inactivity ended, over every station state this worker holds.
+        """Report quiet sessions and close what inactivity ended, over every station state
+        this worker holds.
 
         The event-time clock of a station is the newest event time among the stations of
         its partition: a partition is read in order, so a station that went quiet is judged
         by the time its neighbours report, while a partition that is merely behind another
         never closes its sessions early.
 
-        The wall-clock safety net measures how long this worker has not heard from a
-        station, shifted onto the station's receive-time scale, so a replay of an old log
-        is not mistaken for silence; a station not seen since this worker started gets no
-        wall-clock closing until it is seen again (event time still applies).
+        Wall time is this worker's own: how long since it last applied an event of the
+        station (`now_wall_ms` is the same clock's now). That moves for a station alone on
+        a quiet partition, and a replay of old days is not mistaken for silence. A station
+        this worker has not applied an event of yet (a restart, a rebalance) is timed from
+        the first expiry round that sees it.
         """
         out = BatchOutput()
         decoded = [(station, blob, StationState.from_bytes(blob)) for station, blob in states]
@@ -176,19 +181,36 @@ class BatchProcessor:
         for _, _, state in decoded:
             clocks[state.last_partition] = max(clocks.get(state.last_partition, -1),
                                                state.newest_ms)
+        still_open: set[str] = set()
         for station, blob, state in decoded:
-            quiet_ms = now_wall_ms - self._processed_wall_ms.get(station, now_wall_ms)
-            out.completed.extend(self._stitcher.expire(
-                state, clocks[state.last_partition], state.last_receive_ms + quiet_ms))
+            heard = self._processed_wall_ms.setdefault(station, now_wall_ms)
+            clock = clocks[state.last_partition]
+            self._report_stuck(out, station, self._stitcher.stuck(state, clock, now_wall_ms,
+                                                                  heard))
+            out.completed.extend(self._stitcher.expire(state, clock, now_wall_ms, heard))
+            still_open.update(s.session_id for s in state.open_sessions().values())
             changed = state.to_bytes()
             if changed != blob and state.last_partition >= 0:
                 out.states[station] = (state.last_partition, changed)
-            silent = self._detector.station_silent(
-                station, self._processed_wall_ms.get(station, now_wall_ms), now_wall_ms)
+            silent = self._detector.station_silent(station, heard, now_wall_ms)
             if silent is not None:
                 out.anomalies.append(silent)
+        self._stuck_reported &= still_open
         self._detect_on_completed(out)
         return out
+
+    def _report_stuck(self, out: BatchOutput, station: str,
+                      observations: list[Observation]) -> None:
+        """Each stuck session once while it stays open (memory only: after a restart it is
+        reported again, under the same anomaly ID)."""
+        for observation in observations:
+            session_id = observation.session_id
+            if session_id is None or session_id in self._stuck_reported:
+                continue
+            self._stuck_reported.add(session_id)
+            found = self._detector.from_observation(station, observation)
+            if found is not None:
+                out.anomalies.append(found)
 
     def dead_letter_spike(self, count: int, window_ms: int, now_ms: int) -> Anomaly | None:
         return self._detector.dead_letter_spike(count, window_ms, now_ms)

@@ -19,7 +19,11 @@ Injections are shaped so the result does not depend on when the worker's expiry 
   version 2 COMPLETED `overlapped` + `late_stop`;
 - transaction_id_reused gives a session the transaction id of the (clean, completed)
   session before it on the connector, as a charger whose counter was reset would: it must
-  stay a session of its own, unchanged but for the id, and the one before it untouched.
+  stay a session of its own, unchanged but for the id, and the one before it untouched;
+- unit_slip replaces one reading (not the first interval's, where the unit is decided) by
+  its value in kWh, spike by its value plus 1 MWh; the next reading goes on from the one
+  before at a plausible power (default bound, no registry), so the slip or spike is left
+  out: energy and cost as clean, flag `implausible_reading`.
 
 Costs assume the simple tariff: expected cost = price_session(energy, end - start).
 
@@ -28,11 +32,15 @@ Each expected session also names the anomalies its case must cause, of the kinds
 station registry), by the rules of charging/anomalies.py over the stitcher's observations:
 the `missing_stop` flag -> `stuck_session` (an `overlapped` close is not one); a reset
 register and a stop below the start -> `energy_backwards` (the register went down);
-clock_skew -> `clock_skew`; late_event -> `late_event`; and, without a flag,
-transaction_id_reused -> `transaction_id_reused`. The other cases cause none of them:
+clock_skew -> `clock_skew`; late_event -> `late_event`; implausible_reading ->
+`implausible_reading` (naming the value); and, without a flag, transaction_id_reused ->
+`transaction_id_reused`. The other cases cause none of them:
 duplicates are dropped, swaps stay inside the gap window, a late stop corrects an
 `overlapped` session without an event coming late to an open one, and kWh readings are
-rescaled before any power check.
+rescaled before any power check. `stuck_session` on a session still open is timer-driven:
+a session waiting hours for an overlapping stop is quiet and may be reported when a timer
+round happens to see it, so runs compared with this truth set `stuck_after_ms` to
+`inactivity_ms` (then only the close of a `missing_stop` session raises it).
 """
 
 from __future__ import annotations
@@ -68,11 +76,12 @@ from schemas.records import EventKind, MeterEvent, SessionState
 _SPLIT_WITHIN_MS = 110_000
 _STARTED, _ENDED = EventKind.STARTED, EventKind.ENDED
 CAUSED_KINDS = frozenset({"stuck_session", "energy_backwards", "clock_skew", "late_event",
-                          "power_above_rating", "unusable_event", "transaction_id_reused"})
+                          "power_above_rating", "unusable_event", "transaction_id_reused",
+                          "implausible_reading"})
 """Anomaly kinds only injected cases cause: compared exactly with `expected_anomalies`."""
 _CAUSES = {"missing_stop": "stuck_session", "register_reset": "energy_backwards",
            "stop_below_start": "energy_backwards", "clock_skew": "clock_skew",
-           "late_event": "late_event"}
+           "late_event": "late_event", "implausible_reading": "implausible_reading"}
 """Session flag -> the anomaly of `CAUSED_KINDS` it comes with."""
 
 
@@ -93,6 +102,8 @@ class ChaosConfig:
     stop_below_start_rate: float = 0.0
     reuse_rate: float = 0.0
     """transaction_id_reused: a session takes the id of the session before it."""
+    unit_slip_rate: float = 0.0
+    spike_rate: float = 0.0
     across_messages_share: float = 0.5
     """Share of out_of_order swaps that are split across two messages."""
 

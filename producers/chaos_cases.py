@@ -5,6 +5,7 @@ case exercises and how they are kept from mixing)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -14,11 +15,13 @@ from schemas.records import EventKind, MeterEvent, SessionState
 
 CASES = ("duplicate", "out_of_order", "late_event", "missing_stop", "missing_start",
          "register_reset", "unit_error", "clock_skew", "overlap", "stop_below_start",
-         "transaction_id_reused")
+         "transaction_id_reused", "unit_slip", "spike")
 RULES = StitchRules()
 _MARGIN_MS = 30 * 60_000
 _GAP_MS = RULES.seq_gap_ms
 _LIMIT_W = RULES.max_plausible_power_w * RULES.power_tolerance
+_SPIKE_WH = 1_000_000.0
+"""A spike's height above the trajectory: 1 MWh within minutes is no charge."""
 _METER, _STARTED, _ENDED = EventKind.METER, EventKind.STARTED, EventKind.ENDED
 
 
@@ -228,12 +231,49 @@ def _transaction_id_reused(t: Target) -> ExpectedSession | None:
     return replace(t.exp, transaction_id=reused, anomalies=("transaction_id_reused",))
 
 
+def _implausible(t: Target, value_of: Callable[[float], float]) -> ExpectedSession | None:
+    """One reading (not the first, where the unit is decided) replaced by `value_of(it)`;
+    the next reading goes on from the one before at a plausible power and cannot go on
+    from the replaced value, so the rules leave it out: energy and cost as if it never
+    came, flag `implausible_reading`."""
+    ev = t.ev
+    ok = []
+    for j in t.meters[1:]:
+        before, after = ev[j - 1], ev[j + 1]
+        value = value_of(register_wh(ev[j]))
+        if _fits(register_wh(after) - register_wh(before), after, before) \
+                and not _fits(register_wh(after) - value, after, ev[j]) \
+                and not _fits(value - register_wh(before), ev[j], before):
+            ok.append((j, value))
+    if not ok:
+        return None
+    j, value = t.rng.choice(ok)
+    ev[j] = replace(ev[j], energy_wh=value)
+    return replace(t.exp, flags=("implausible_reading",))
+
+
+def _fits(delta_wh: float, later: MeterEvent, earlier: MeterEvent) -> bool:
+    """Whether `delta_wh` between two readings is a plausible delivery (no registry: the
+    default bound, over at least the rounding interval)."""
+    dt = max(later.event_time_ms - earlier.event_time_ms, RULES.unit_check_min_ms)
+    return delta_wh >= 0 and delta_wh * HOUR_MS / dt <= _LIMIT_W
+
+
+def _unit_slip(t: Target) -> ExpectedSession | None:
+    return _implausible(t, lambda wh: wh / 1000)
+
+
+def _spike(t: Target) -> ExpectedSession | None:
+    return _implausible(t, lambda wh: wh + _SPIKE_WH)
+
+
 INJECTORS = {"duplicate": _duplicate, "out_of_order": _out_of_order,
               "late_event": _late_event, "missing_stop": _missing_stop,
               "missing_start": _missing_start, "register_reset": _register_reset,
               "unit_error": _unit_error, "clock_skew": _clock_skew, "overlap": _overlap,
               "stop_below_start": _stop_below_start,
-              "transaction_id_reused": _transaction_id_reused}
+              "transaction_id_reused": _transaction_id_reused, "unit_slip": _unit_slip,
+              "spike": _spike}
 """Case name -> its injector: tampers with the target's events in place and returns the
 expected session, or None when this session cannot take the case unambiguously."""
 assert tuple(INJECTORS) == CASES

@@ -2,8 +2,11 @@
 
 Batches close such sessions only when their own station speaks again; a station that goes
 quiet relies on the timer, which reads the worker's table through the agent adapter (the
-pure rule is tested in tests/unit/test_batch.py). Its neighbour on the same partition
-advances the partition's event clock past the inactivity limit.
+pure rules are tested in tests/unit/test_batch.py and tests/unit/test_quiet.py). In the
+first test its neighbour on the same partition advances the partition's event clock past
+the inactivity limit; in the second the station is alone on its partition, so only the
+worker's wall clock moves: `stuck_session` and then the close arrive after the configured
+times (small here), never before, within generous bounds.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pytest
 
 from chargewatch.embedded import EmbeddedBroker
 from chargewatch.stack import LocalStack
+from infra.clock import now_ms
 from infra.settings import load_settings
 from schemas.records import EventKind, MeterEvent
 from tests.e2e.harness import KeyedSender
@@ -65,3 +69,52 @@ def test_the_timer_closes_a_quiet_stations_session(broker: EmbeddedBroker, chdb_
     assert [tuple(r) for r in rows] == [
         ("CS-BUSY", "completed", 11_000.0, [], T0 + 8 * HOUR),
         ("CS-QUIET", "incomplete", 4_000.0, ["missing_stop"], T0 + 60_000)]
+
+
+STUCK_S = 3.0
+CLOSE_S = 8.0
+BOUND_S = 60.0
+"""Generous: a timer round, a batch of the sink and a loaded machine fit in it many times."""
+
+
+def test_a_station_alone_on_its_partition_is_reported_stuck_then_closed(
+        broker: EmbeddedBroker, chdb_url: str, tmp_path: Path) -> None:
+    settings = load_settings(
+        kafka={"bootstrap_servers": broker.bootstrap_servers,
+               "namespace": f"q{uuid.uuid4().hex[:8]}", "partitions": 1},
+        clickhouse={"url": chdb_url, "database": f"q_{uuid.uuid4().hex[:8]}"},
+        processor={"expire_every_s": 0.5,
+                   "rules": {"stuck_after_ms": int(STUCK_S * 1000),
+                             "inactivity_wall_ms": int(CLOSE_S * 1000)}},
+    )
+    t0 = now_ms()  # the charger's clock: the session is live, not a replay
+    with LocalStack(settings, tmp_path) as stack:
+        sender = KeyedSender(stack.bootstrap_servers, stack.topics.meter_events)
+        sender.send([("CS-ALONE", [_event("CS-ALONE", EventKind.STARTED, t0, 5_000.0, 0),
+                                   _event("CS-ALONE", EventKind.METER, t0 + 500, 5_001.0, 1)])])
+        sent = time.monotonic()  # the worker applies them later: nothing can come earlier
+        database = settings.clickhouse.database
+        stuck_query = (f"SELECT anomaly_id, toUnixTimestamp64Milli(detected_at) "
+                       f"FROM {database}.anomalies FINAL "
+                       f"WHERE kind = 'stuck_session' AND station_id = 'CS-ALONE'")
+        closed_query = (f"SELECT state, flags, toUnixTimestamp64Milli(end_time) "
+                        f"FROM {database}.charging_sessions FINAL "
+                        f"WHERE station_id = 'CS-ALONE' AND state = 'incomplete'")
+        stuck_after = closed_after = None
+        while closed_after is None or stuck_after is None:
+            elapsed = time.monotonic() - sent
+            assert elapsed < CLOSE_S + BOUND_S, (stuck_after, closed_after)
+            stack.check_alive()
+            if stuck_after is None and stack.client.query(stuck_query).result_rows:
+                stuck_after = elapsed
+            if closed_after is None and stack.client.query(closed_query).result_rows:
+                closed_after = elapsed
+            time.sleep(0.2)
+        stuck_rows = stack.client.query(stuck_query).result_rows
+        closed_rows = stack.client.query(closed_query).result_rows
+    assert STUCK_S <= stuck_after <= STUCK_S + BOUND_S
+    assert CLOSE_S <= closed_after <= CLOSE_S + BOUND_S
+    assert stuck_after < closed_after, "on-call hears of it before the close"
+    assert [(state, list(flags), end) for state, flags, end in closed_rows] == [
+        ("incomplete", ["missing_stop"], t0 + 500)]  # ends at its last event, not "now"
+    assert [detected for _, detected in stuck_rows] == [t0 + 500]  # one anomaly

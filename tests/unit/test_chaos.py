@@ -2,7 +2,7 @@
 
 Sessions are compared field by field. Anomalies are compared exactly for the kinds only
 injected cases cause (`producers.chaos.CAUSED_KINDS`: stuck_session, energy_backwards,
-clock_skew, late_event, power_above_rating, unusable_event), as
+clock_skew, late_event, power_above_rating, unusable_event, implausible_reading), as
 (kind, station, connector, transaction): none may appear on a clean session. Session-level
 kinds that clean data raises too (suspicious_session, connector_blocked,
 zero_energy_session, repeated_failed_starts, soc_falling) are left out of that comparison.
@@ -29,10 +29,11 @@ pytestmark = pytest.mark.unit
 
 PARTITIONS = 3
 FLEET = FleetConfig(seed=5, stations=20, duration_s=12 * 3600)
-CHAOS = ChaosConfig(seed=3, duplicate_rate=0.08, reorder_rate=0.1, late_rate=0.08,
+CHAOS = ChaosConfig(seed=3, duplicate_rate=0.07, reorder_rate=0.1, late_rate=0.08,
                     missing_stop_rate=0.1, missing_start_rate=0.08, reset_rate=0.08,
                     unit_error_rate=0.08, skew_rate=0.08, overlap_rate=0.1,
-                    stop_below_start_rate=0.08, reuse_rate=0.08,
+                    stop_below_start_rate=0.08, reuse_rate=0.06, unit_slip_rate=0.04,
+                    spike_rate=0.04,
                     across_messages_share=1.0)
 STUCK = ChaosConfig(seed=1, missing_stop_rate=0.5, reset_rate=0.2, skew_rate=0.2)
 """Rare in CHAOS: a stop missing where the close is `missing_stop`, not `overlapped`."""
@@ -200,5 +201,6 @@ def test_detector_finds_exactly_the_anomalies_the_cases_cause(config: ChaosConfi
     assert not wrong, wrong[:5]
     assert have == chaos.expected_anomalies()
     kinds = {kind for kind, *_ in have}
-    assert kinds == ({"energy_backwards", "clock_skew", "late_event", "transaction_id_reused"}
+    assert kinds == ({"energy_backwards", "clock_skew", "late_event", "transaction_id_reused",
+                      "implausible_reading"}
                      if config is CHAOS else {"stuck_session", "energy_backwards", "clock_skew"})

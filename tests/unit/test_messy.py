@@ -155,11 +155,13 @@ def test_inactivity_closes_incomplete_and_a_late_stop_corrects_it() -> None:
     assert fixed.energy_wh == 250.0 and fixed.end_ms == last + 7 * HOUR
 
 
-def test_wall_clock_safety_net_closes_a_silent_station() -> None:
+def test_wall_clock_closes_a_silent_station_measured_from_when_it_was_heard() -> None:
     run = Run()
     last = charge(run, readings=1)
-    assert run.expire(last, now_wall_ms=last + 11 * HOUR) == []
-    (closed,) = run.expire(last, now_wall_ms=last + 13 * HOUR)
+    heard = 5 * 24 * HOUR  # the worker's clock, unrelated to the charger's times
+    assert run.stitcher.expire(run.state, last, heard + 6 * HOUR - 1, heard) == []
+    assert run.stitcher.expire(run.state, last, heard + 30 * 24 * HOUR) == []  # not heard
+    (closed,) = run.stitcher.expire(run.state, last, heard + 6 * HOUR + 1, heard)
     assert closed.flags == ("missing_stop",) and closed.state is SessionState.INCOMPLETE
 
 
@@ -238,13 +240,14 @@ def test_values_1000_times_too_large_for_the_rating_are_scaled_down() -> None:
     assert done.flags == ("unit_corrected_mwh",) and done.energy_wh == 366.0
 
 
-def test_power_above_rating_is_observed() -> None:
+def test_power_above_rating_backed_by_the_chargers_power_is_counted_and_observed() -> None:
     registry = StationRegistry.parse({"stations": {"CS-1": {"connectors": {1: 11_000}}}})
     run = Run(registry=registry)
     run(ev(STARTED, T0, energy_wh=0.0))
     run(ev(METER, T0 + MIN, energy_wh=100.0))
-    run(ev(METER, T0 + 2 * MIN, energy_wh=500.0))  # 24 kW average on an 11 kW connector
+    run(ev(METER, T0 + 2 * MIN, energy_wh=500.0, power_w=23_000.0))  # 24 kW on "11 kW"
     assert run.observations == ["power_above_rating"]
+    assert run.running().energy_wh == 500.0 and run.running().flags == ()
 
 
 def test_clock_reset_to_1970_uses_receive_time_and_is_flagged() -> None:
