@@ -17,6 +17,8 @@ from producers.errors import SimulationConfigError
 from producers.faults import FaultConfig
 from producers.jsonl import event_to_json
 from producers.publisher import EventPublisher, PublishStats
+from producers.reference_pricing import SimplePrices, TruthPricing
+from producers.reference_tariffs import TariffFile
 from producers.replay import ReplayStats, replay_file
 from producers.simulator import FleetConfig, Simulation, simulate
 from producers.truth import write_truth
@@ -37,9 +39,21 @@ def fleet_config(settings: Settings) -> FleetConfig:
         seed=sim.seed, stations=sim.stations, start_ms=int(start.timestamp() * 1000),
         duration_s=int(sim.duration_h * 3600), meter_interval_s=sim.meter_interval_s,
         events_per_message=sim.events_per_message,
-        tariff=settings.pricing(),
+        tariff=truth_pricing(settings),
         faults=FaultConfig() if sim.faults else None,
     )
+
+
+def truth_pricing(settings: Settings) -> TruthPricing:
+    """The processors' tariff as the truth's reference pricer reads it: the same file, read
+    by the reference itself (after the product's loader has accepted it, so a bad file is
+    refused with its one-line message), or the same simple prices."""
+    settings.pricing()
+    path = settings.processor.tariff_file
+    if path is not None:
+        return TariffFile.load(path)
+    tariff = settings.processor.tariff
+    return SimplePrices(tariff.currency, tariff.per_kwh, tariff.per_minute)
 
 
 def progress_bar() -> Progress:

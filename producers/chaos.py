@@ -25,7 +25,8 @@ Injections are shaped so the result does not depend on when the worker's expiry 
   before at a plausible power (default bound, no registry), so the slip or spike is left
   out: energy and cost as clean, flag `implausible_reading`.
 
-Costs assume the simple tariff: expected cost = price_session(energy, end - start).
+Costs assume the simple tariff, priced by the reference (producers/reference_pricing.py):
+expected cost = SimplePrices.cost(energy, end - start).
 
 Each expected session also names the anomalies its case must cause, of the kinds in
 `CAUSED_KINDS` (those clean simulated data never raises, with the default rules and no
@@ -52,7 +53,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from charging.pricing import SimpleTariff, price_session
 from producers.chaos_cases import (
     CASES,
     INJECTORS,
@@ -62,6 +62,7 @@ from producers.chaos_cases import (
 )
 from producers.errors import SimulationConfigError
 from producers.fleet import Station
+from producers.reference_pricing import SimplePrices
 from producers.simulator import (
     FleetConfig,
     SessionPlan,
@@ -135,7 +136,7 @@ class ChaosSimulation:
     """The simulation's messages with cases injected, and the expected sessions."""
 
     def __init__(self, fleet: FleetConfig, chaos: ChaosConfig) -> None:
-        if not isinstance(fleet.tariff, SimpleTariff):
+        if not isinstance(fleet.tariff, SimplePrices):
             raise SimulationConfigError("chaos mode prices with the simple tariff only")
         self.fleet, self.chaos = fleet, chaos
         self.simulation = Simulation(fleet)
@@ -258,7 +259,7 @@ class ChaosSimulation:
         """Tamper with `ev` (and `following`) in place; the expected session, or None when
         this session cannot take the case unambiguously (then it stays clean)."""
         tariff = self.fleet.tariff
-        assert isinstance(tariff, SimpleTariff)
+        assert isinstance(tariff, SimplePrices)
         return INJECTORS[case](Target(rng, ev, following, station_last_ms, exp, tariff,
                                       self._pairs, self._split_after,
                                       self.chaos.across_messages_share))
@@ -267,7 +268,7 @@ class ChaosSimulation:
 def _clean_expected(plan: SessionPlan, events: list[MeterEvent],
                     tariff: object) -> ExpectedSession:
     start, stop = events[1], events[-2]
-    assert isinstance(tariff, SimpleTariff) and start.kind is _STARTED and stop.kind is _ENDED
+    assert isinstance(tariff, SimplePrices) and start.kind is _STARTED and stop.kind is _ENDED
     energy = register_wh(stop) - register_wh(start)
     return ExpectedSession(
         station_id=plan.station_id, connector_id=plan.connector.connector_id,
@@ -275,5 +276,5 @@ def _clean_expected(plan: SessionPlan, events: list[MeterEvent],
         vehicle_id=plan.vehicle.vehicle_id, start_ms=start.event_time_ms,
         end_ms=stop.event_time_ms, state=SessionState.COMPLETED, version=1,
         energy_wh=energy, soc_start_pct=start.soc_pct, soc_end_pct=stop.soc_pct,
-        cost=price_session(energy, stop.event_time_ms - start.event_time_ms, tariff),
+        cost=tariff.cost(energy, stop.event_time_ms - start.event_time_ms),
         currency=tariff.currency, flags=(), injected=())

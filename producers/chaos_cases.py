@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from charging.pricing import SimpleTariff, price_session
 from charging.rules import HOUR_MS, StitchRules
+from producers.reference_pricing import SimplePrices
 from schemas.records import EventKind, MeterEvent, SessionState
 
 CASES = ("duplicate", "out_of_order", "late_event", "missing_stop", "missing_start",
@@ -62,7 +62,7 @@ class Target:
     station_last_ms: int
     exp: ExpectedSession
     """The clean session's expected outcome."""
-    tariff: SimpleTariff
+    tariff: SimplePrices
     pairs: dict[str, str]
     """Swapped readings: id of the one sent first -> id of the one it overtook."""
     split_after: set[str]
@@ -82,7 +82,7 @@ class Target:
         return self.ev[-2]
 
     def priced(self, e: ExpectedSession) -> ExpectedSession:
-        return replace(e, cost=price_session(e.energy_wh, e.end_ms - e.start_ms, self.tariff))
+        return replace(e, cost=self.tariff.cost(e.energy_wh, e.end_ms - e.start_ms))
 
 
 def _duplicate(t: Target) -> ExpectedSession | None:

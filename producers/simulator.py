@@ -12,7 +12,9 @@ the stations by flush time, so only one buffer per station is held at a time.
 
 Ground truth: `Simulation.truth()` yields every session (recomputed from the same session
 plans, independent of `messages()`); `Simulation.meta()` gives the counts once `messages()`
-has been consumed to the end.
+has been consumed to the end. Its costs come from the reference pricer written from the OCPI
+text (producers/reference_pricing.py), never from the product's tariff engine, so the
+end-to-end cost checks can catch a pricing bug.
 """
 
 from __future__ import annotations
@@ -22,11 +24,9 @@ import math
 import random
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
-from charging.pricing import Pricing, SimpleTariff, pricing_engine
-from charging.tariffs import TariffEngine
 from producers.errors import ProducerError, SimulationConfigError
 from producers.faults import (
     FaultClock,
@@ -44,6 +44,13 @@ from producers.fleet import (
     next_arrival,
     random_station,
     random_vehicle,
+)
+from producers.reference_pricing import (
+    DEFAULT_SIMPLE_PRICES,
+    Reading,
+    Session,
+    TruthPricing,
+    reference_cost,
 )
 from producers.truth import TrueFault, TrueSession, TruthMeta
 from schemas.records import MAX_EVENTS_PER_MESSAGE, EventKind, MeterEvent
@@ -66,9 +73,9 @@ class FleetConfig:
     """A station's gateway flushes when it holds this many events..."""
     flush_interval_s: int = 300
     """...or when its oldest buffered event is this old (simulated time), whichever first."""
-    tariff: Pricing = field(default_factory=SimpleTariff)
-    """The simple tariff or a tariff file's book; the truth's costs use the processors'
-    own engine over the true readings, so they match the pipeline to the cent."""
+    tariff: TruthPricing = DEFAULT_SIMPLE_PRICES
+    """The simple tariff or a tariff file, as the reference pricer reads them: the truth's
+    costs are the reference's over the true readings, and must match the pipeline's."""
     connectors_per_station: tuple[int, int] = (1, 4)
     dc_share: float = 0.3
     """Share of stations with DC (50/150 kW) rather than AC (11/22 kW) connectors."""
@@ -235,27 +242,28 @@ def _electrics(plan: SessionPlan, time_ms: int) -> tuple[float, float, float, fl
     return soc, round(power, 1), round(amps, 1), round(volts, 1)
 
 
-def true_cost(plan: SessionPlan, engine: TariffEngine, meter_interval_s: int
+def true_cost(plan: SessionPlan, tariff: TruthPricing, meter_interval_s: int
               ) -> tuple[Decimal, str]:
-    """Cost incl. VAT and currency of the true readings (STARTED, each METER, ENDED)."""
-    station = plan.station_id
-    meter = engine.open(station, plan.connector.connector_id, plan.vehicle.id_tag,
-                        plan.start_ms)
+    """Cost incl. VAT and currency of the true readings (STARTED, each METER with the
+    current it reports, ENDED), by the reference pricer."""
+    readings = []
     last = plan.connector.register_start_wh
     for time_ms in reading_times(plan, meter_interval_s):
         register = plan.register_at(time_ms)
-        engine.reading(meter, station, time_ms, Decimal(register - last),
-                       _electrics(plan, time_ms)[2])
+        readings.append(Reading(time_ms, register - last, _electrics(plan, time_ms)[2]))
         last = register
-    engine.reading(meter, station, plan.stop_ms, Decimal(plan.end_register_wh - last))
-    cost = engine.quote(meter, station, plan.stop_ms)
+    readings.append(Reading(plan.stop_ms, plan.end_register_wh - last))
+    cost = reference_cost(tariff, Session(plan.station_id, plan.connector.connector_id,
+                                          plan.vehicle.id_tag, plan.start_ms, tuple(readings),
+                                          plan.stop_ms))
     return cost.incl_vat, cost.currency
 
 
-def true_session(plan: SessionPlan, engine: TariffEngine, meter_interval_s: int) -> TrueSession:
+def true_session(plan: SessionPlan, tariff: TruthPricing, meter_interval_s: int
+                 ) -> TrueSession:
     """The truth exactly as the plan's STARTED and ENDED events carry it."""
     energy = plan.end_register_wh - plan.connector.register_start_wh
-    cost, currency = true_cost(plan, engine, meter_interval_s)
+    cost, currency = true_cost(plan, tariff, meter_interval_s)
     return TrueSession(
         station_id=plan.station_id, connector_id=plan.connector.connector_id,
         transaction_id=plan.transaction_id, id_tag=plan.vehicle.id_tag,
@@ -390,7 +398,6 @@ class Simulation:
             for i in range(1, config.stations + 1)
         ]
         self.counts = SimulationCounts()
-        self.engine = pricing_engine(config.tariff)
 
     def messages(self) -> Iterator[tuple[str, list[MeterEvent]]]:
         """`(station_id, events)` per gateway flush, merged across stations by flush time.
@@ -440,7 +447,7 @@ class Simulation:
     def truth(self) -> Iterator[TrueSession]:
         """Every session, by station, connector and start time; needs no call to `messages()`."""
         for plan in self.plans():
-            yield true_session(plan, self.engine, self.config.meter_interval_s)
+            yield true_session(plan, self.config.tariff, self.config.meter_interval_s)
 
     def meta(self) -> TruthMeta:
         """Counts for the truth file; only valid once `messages()` ran to the end."""

@@ -23,9 +23,10 @@ class TrueSession:
 
     `start_ms`/`end_ms` are the STARTED and ENDED event times, `energy_wh` is the ENDED
     register minus the STARTED register, the SoC values are the ones those events carry,
-    and `cost` is the total incl. VAT that the processors' tariff engine computes over the
-    session's true readings (for the simple tariff: `price_session(energy_wh,
-    end_ms - start_ms, tariff)`).
+    and `cost` is the total incl. VAT that the reference pricer (producers/reference_pricing.py:
+    written from the OCPI text, no code shared with the product's tariff engine) computes
+    over the session's true readings (simple tariff: `SimplePrices.cost(energy_wh,
+    end_ms - start_ms)`).
     """
 
     station_id: str

@@ -81,16 +81,13 @@ class Cost:
 
 def price_meter(meter: Meter, tariff: Tariff | None, flat: int | None,
                 currency: str) -> Cost:
-    """Close the chains of a finished meter (mutates it) and price it."""
+    """Close the chains of a finished meter (mutates it; its tail settled) and price it."""
     periods = tuple(ChargingPeriod(p.start_ms, p.elements, p.energy_wh, p.charging_ms,
                                    p.parking_ms) for p in meter.periods)
     if tariff is None:
         return Cost(None, currency, _ZERO.quantize(CENT), _ZERO.quantize(CENT), (), periods)
-    time_surplus = close_chain(meter, tariff, 1)
-    if meter.tail_ms and time_surplus >= meter.tail_ms:
-        _waive_tail(meter)
-    close_chain(meter, tariff, 0)
-    close_chain(meter, tariff, 2)
+    for dimension in range(3):
+        close_chain(meter, tariff, dimension)
     lines: list[CostLine] = []
     if flat is not None:
         component = tariff.elements[flat].component(Dimension.FLAT)
@@ -137,20 +134,6 @@ def _line(period: int, dimension: Dimension, element: int, metered: Decimal, bil
     incl = excl + excl * vat / _HUNDRED if vat is not None else excl
     return CostLine(period, dimension, element, metered / unit, billed / unit, price, vat,
                     excl, incl)
-
-
-def _waive_tail(meter: Meter) -> None:
-    """Parking after the last charge lies inside the charging time already billed by the
-    step size: remove it from the parking volumes (newest periods first)."""
-    left = Decimal(meter.tail_ms)
-    chain = meter.chains[2]
-    chain.volume = max(_ZERO, chain.volume - left)
-    for period in reversed(meter.periods):
-        if not left:
-            break
-        take = min(left, Decimal(period.parking_ms) + period.surplus[2])
-        period.add_surplus(2, -take)
-        left -= take
 
 
 def _bounded(lines: list[CostLine], low: Price | None,

@@ -15,8 +15,9 @@ FLAT is chosen once, at the session start (power and current unknown then).
 Step sizes follow OCPI 2.2.1: per dimension, volume accumulates in a chain across element
 switches; the chain is rounded up with the step size of the last element that received
 volume, when the dimension becomes unpriced (switch to no element for it) and at the end;
-the rounding surplus is billed at that element's price. Parking that is entirely inside
-the charging time's rounding surplus at the end is not billed (OCPI step_size example #1).
+the rounding surplus is billed at that element's price. Parking after the last charging
+(the tail) is held apart (`Meter.tail`); at the end it is not billed when the round-up of
+the charging time's last chain covers it (OCPI step_size example #1), else it is parking.
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ class TariffEngine:
             meter.energy_wh += energy_wh
             return
         plan = self._plans[meter.tariff_id]
+        charging = energy_wh > 0
         if plan.static is not None:
-            _add(meter, plan.tariff, start, time_ms, energy_wh, plan.static)
+            _add(meter, plan.tariff, start, time_ms, energy_wh, charging, plan.static)
             return
         zone = self.book.zone(station_id)
         span = time_ms - start
@@ -99,7 +101,7 @@ class TariffEngine:
         t0, e0 = start, _ZERO
         for t1, e1 in cuts:
             if t1 > t0 or e1 > e0:
-                self._piece(plan, zone, meter, t0, t1, e1 - e0, power, current)
+                self._piece(plan, zone, meter, t0, t1, e1 - e0, charging, power, current)
             t0, e0 = t1, e1
 
     def quote(self, meter: Meter, station_id: str, end_ms: int) -> Cost:
@@ -111,6 +113,8 @@ class TariffEngine:
         if end_ms > final.cursor_ms:
             self.reading(final, station_id, end_ms, _ZERO)
         tariff = self.book.tariffs[final.tariff_id] if final.tariff_id else None
+        if tariff is not None:
+            _settle_tail(final, tariff)
         flat = self._flat(tariff, station_id, final.start_ms) if tariff else None
         currency = tariff.currency if tariff else self.book.default_currency
         return price_meter(final, tariff, flat, currency)
@@ -154,14 +158,15 @@ class TariffEngine:
         return window
 
     def _piece(self, plan: _Plan, zone: ZoneInfo, meter: Meter, t0: int, t1: int,
-               energy: Decimal, power: Decimal | None, current: Decimal | None) -> None:
+               energy: Decimal, charging: bool, power: Decimal | None,
+               current: Decimal | None) -> None:
         local_ok = self._window(plan, zone, t0)[2] if plan.seconds else None
         duration_s = Decimal(t0 - meter.start_ms) / 1000
         kwh = meter.energy_wh / _WH_PER_KWH
         energy_element, time_element, parking_element = (
             _first(candidates, local_ok, kwh, duration_s, power, current)
             for candidates in plan.candidates)
-        _add(meter, plan.tariff, t0, t1, energy,
+        _add(meter, plan.tariff, t0, t1, energy, charging,
              (energy_element, time_element, parking_element))
 
     def _flat(self, tariff: Tariff, station_id: str, start_ms: int) -> int | None:
@@ -181,22 +186,62 @@ def _share(energy: Decimal, part: int, span: int) -> Decimal:
     return (energy * part / span).quantize(_MWH)
 
 
-def _add(meter: Meter, tariff: Tariff, t0: int, t1: int, energy: Decimal,
+def _add(meter: Meter, tariff: Tariff, t0: int, t1: int, energy: Decimal, charging: bool,
          active: tuple[int, int, int]) -> None:
+    """Account one piece: parking joins the tail; charging books the tail, then itself.
+
+    `charging` is the reading interval's, not the piece's: a piece of a charging interval is
+    charging time even when its share of the energy rounds to nothing (a cut a second into a
+    slow interval), as the docs promise ("an interval with energy flowing is charging time").
+    """
+    if not charging:
+        tail = meter.tail
+        if tail and tail[-1][2:] == list(active):
+            tail[-1][1] += t1 - t0
+        else:
+            tail.append([t0, t1 - t0, *active])
+        return
+    if meter.tail:
+        _book_tail(meter, tariff, billed=True)
+    _book(meter, tariff, t0, t1 - t0, energy, True, active)
+
+
+def _settle_tail(meter: Meter, tariff: Tariff) -> None:
+    """At the end: the tail is not parking when the charging time's last chain, rounded up
+    now, covers it (OCPI step_size example #1, errata: "the 2 minutes parking time is within
+    the extra 5 minutes of charging billed because of the step_size"); else it is."""
+    if meter.tail:
+        round_up = close_chain(meter, tariff, _TIME)
+        _book_tail(meter, tariff, billed=round_up < meter.tail_ms)
+
+
+def _book_tail(meter: Meter, tariff: Tariff, billed: bool) -> None:
+    """Book the held parking in order; not `billed`: into the periods (a CDR shows the time)
+    with a surplus that takes it off the bill, and into no chain."""
+    for start, span, *active in meter.tail:
+        elements = (active[0], active[1], active[2])
+        if billed:
+            _book(meter, tariff, start, span, _ZERO, False, elements)
+        else:
+            period = meter.periods[_period(meter, start, elements)]
+            period.parking_ms += span
+            period.add_surplus(_PARKING, Decimal(-span))
+    meter.tail.clear()
+
+
+def _book(meter: Meter, tariff: Tariff, t0: int, span: int, energy: Decimal, charging: bool,
+          active: tuple[int, int, int]) -> None:
     """Book one piece: its volumes to the period of its active elements and to the chains."""
     index = _period(meter, t0, active)
     period = meter.periods[index]
-    span = t1 - t0
     chains = meter.chains
-    if energy > 0:
+    if charging:
         period.energy_wh += energy
         meter.energy_wh += energy
         period.charging_ms += span
-        meter.tail_ms = 0
         volumes: tuple[Decimal | int, ...] = (energy, span, 0)
     else:
         period.parking_ms += span
-        meter.tail_ms += span
         volumes = (0, 0, span)
     for d in (_ENERGY, _TIME, _PARKING):
         element = active[d]

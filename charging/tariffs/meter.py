@@ -2,8 +2,11 @@
 
 A `Meter` holds, per charging period (a run of constant active tariff elements), the
 metered energy, charging time and parking time; per dimension the open step-size chain;
-and the session's energy so far. It never holds a reading list, so an open session's
-state stays a few hundred bytes however long it runs (`MAX_PERIODS` bounds the runs).
+the session's energy so far; and the parking since the last charging (the tail), held
+apart until the session ends or charges again, because only then is it known whether the
+tail is parking at all (see `Meter.tail`). It never holds a reading list, so an open
+session's state stays a few hundred bytes however long it runs (`MAX_PERIODS` bounds the
+periods, and the tail keeps one entry per run of equal elements).
 """
 
 from __future__ import annotations
@@ -85,26 +88,37 @@ class Meter:
     cursor_ms: int
     """Everything up to here is accounted."""
     energy_wh: Decimal = _ZERO
-    tail_ms: int = 0
-    """Parking since the last charging interval."""
+    tail: list[list[int]] = field(default_factory=list)
+    """Parking since the last charging, not booked yet: `[start_ms, span_ms, energy element,
+    time element, parking element]` per run of equal active elements. Booked as parking when
+    the session charges again or ends, or, at the end, booked as not billed when the
+    charging time's last step-size round-up covers it (OCPI step_size example #1: parking
+    "within the extra minutes of charging billed because of the step_size")."""
     periods: list[Period] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=lambda: [Chain(), Chain(), Chain()])
 
+    @property
+    def tail_ms(self) -> int:
+        return sum(run[1] for run in self.tail)
+
     def copy(self) -> Meter:
         return Meter(self.tariff_id, self.start_ms, self.cursor_ms, self.energy_wh,
-                     self.tail_ms,
+                     [list(run) for run in self.tail],
                      [Period(p.start_ms, p.elements, p.energy_wh, p.charging_ms, p.parking_ms,
                              p.surplus) for p in self.periods],
                      [Chain(c.volume, c.period, c.element) for c in self.chains])
 
     def pack(self) -> list[Any]:
         return [self.tariff_id, self.start_ms, self.cursor_ms, str(self.energy_wh),
-                self.tail_ms, [p.pack() for p in self.periods],
+                [list(run) for run in self.tail], [p.pack() for p in self.periods],
                 [[str(c.volume), c.period, c.element] for c in self.chains]]
 
     @classmethod
     def unpack(cls, row: list[Any]) -> Meter:
+        """Also reads meters packed before the tail was held apart (a number there: that
+        tail is booked as parking already, so nothing is pending)."""
         tariff_id, start, cursor, energy, tail, periods, chains = row
-        return cls(tariff_id, start, cursor, Decimal(energy), tail,
+        return cls(tariff_id, start, cursor, Decimal(energy),
+                   [list(run) for run in tail] if isinstance(tail, list) else [],
                    [Period.unpack(p) for p in periods],
                    [Chain(Decimal(v), p, e) for v, p, e in chains])

@@ -32,7 +32,7 @@ from producers.truth import TrueSession
 from schemas.records import MeterEvent
 from sinks.clickhouse import connect
 from tests.e2e.harness import KeyedSender, SinkChild, dump_sessions
-from tests.e2e.verify import assert_matches_truth, session_rows, stitched_ids
+from tests.e2e.verify import assert_matches_truth, expected_ids, session_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def _check(stack: LocalStack, truth: list[TrueSession]) -> None:
     stack.wait_for_sessions(len(truth), timeout_s=240)
     rows = session_rows(stack.client, stack.settings.clickhouse.database)
     assert_matches_truth(truth, rows)
-    ids = stitched_ids(stack.settings, stack.bootstrap_servers)
+    ids = expected_ids(stack.settings, stack.bootstrap_servers)
     assert {k: r["session_id"] for k, r in rows.items()} == ids
 
 
@@ -162,7 +162,7 @@ def test_sink_killed_before_and_after_an_insert(broker: EmbeddedBroker, tmp_path
                 time.sleep(0.5)
         finally:
             sink.stop()
-        ids = stitched_ids(settings, stack.bootstrap_servers)
+        ids = expected_ids(settings, stack.bootstrap_servers)
     rows = dump_sessions(config)
     assert_matches_truth(truth, rows)
     assert {k: r["session_id"] for k, r in rows.items()} == ids

@@ -25,7 +25,7 @@ from infra.settings import Settings, load_settings
 from producers.simulator import simulate
 from producers.truth import TrueSession
 from schemas.codec import Codec
-from tests.e2e.verify import assert_matches_truth, session_rows, stitched_ids
+from tests.e2e.verify import assert_matches_truth, expected_ids, session_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -116,6 +116,6 @@ def test_worker_restart_continues_from_its_table(broker: EmbeddedBroker, chdb_ur
         send(messages[half:])
         stack.wait_for_sessions(len(truth), timeout_s=240)
         by_key = session_rows(stack.client, database)
-        ids = stitched_ids(settings, stack.bootstrap_servers)
+        ids = expected_ids(settings, stack.bootstrap_servers)
     assert_matches_truth(truth, by_key)
     assert {k: r["session_id"] for k, r in by_key.items()} == ids

@@ -1,8 +1,9 @@
 """The end-to-end verifier: ClickHouse's sessions against the simulator's truth, exactly.
 
 It reads only ClickHouse, the truth, and (for session IDs) the meter-events topic as
-published; never the processor's internals. The IDs a clean run gives are what the pure
-stitcher gives on that same log, so `stitched_ids` is the oracle for "same IDs as a clean run".
+published; never the processor's internals. The expected IDs come from the documented
+formula over the position of each session's STARTED event in that topic (`expected_ids`,
+tests/id_formula.py), not from the product's stitcher or template code.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from charging.stitcher import stitch_log
 from infra.settings import Settings
-from processors.stitching_process import stitcher_config
 from producers.truth import TrueSession
 from schemas.codec import Codec
-from schemas.records import EventPosition, MeterEvent
+from schemas.records import EventKind, EventPosition, MeterEvent
+from tests.id_formula import session_id
 
 NaturalKey = tuple[str, int, int]
 
@@ -53,10 +53,19 @@ def assert_matches_truth(truth: list[TrueSession], rows: dict[NaturalKey, dict[s
         assert row["currency"] == true.currency
 
 
-def stitched_ids(settings: Settings, bootstrap: str) -> dict[NaturalKey, str]:
-    """Session IDs of a clean run: the pure stitcher over the meter-events topic as it is."""
-    outcome = stitch_log(_read_log(settings, bootstrap), stitcher_config(settings))
-    return {(s.station_id, s.connector_id, s.start_ms): s.session_id for s in outcome.completed}
+def expected_ids(settings: Settings, bootstrap: str) -> dict[NaturalKey, str]:
+    """Session IDs by the documented formula: the template over `{num}` of the session's
+    STARTED event as the meter-events topic holds it (its first copy, should a producer
+    retry have written it twice)."""
+    template = settings.processor.id_template
+    assert "{num" in template, "the e2e oracle knows the {num} templates"
+    ids: dict[NaturalKey, str] = {}
+    for event, at in _read_log(settings, bootstrap):
+        if event.kind is EventKind.STARTED:
+            ids.setdefault((event.station_id, event.connector_id, event.event_time_ms),
+                           session_id(template, partition=at.partition, offset=at.offset,
+                                      index=at.index, partitions=settings.kafka.partitions))
+    return ids
 
 
 def _read_log(settings: Settings, bootstrap: str) -> list[tuple[MeterEvent, EventPosition]]:

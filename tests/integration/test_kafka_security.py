@@ -27,6 +27,9 @@ from infra.settings import load_settings
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 3.0
+IN_TIME_S = TIMEOUT_S + 20
+"""A generous bound for "gave up in time" on a loaded machine: a client that ignored the
+timeout would wait for librdkafka's own (minutes), not seconds."""
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ def test_scram_reaches_the_brokers_sasl_exchange_and_a_refusal_is_clear(
     started = time.monotonic()
     with pytest.raises(ConfigError) as caught:
         check_connection(conf, TIMEOUT_S)
-    assert time.monotonic() - started < TIMEOUT_S + 3
+    assert time.monotonic() - started < IN_TIME_S
     message = str(caught.value)
     assert "SASL_PLAINTEXT" in message
     assert "SCRAM authentication failed" in message and "unknown-user" in message
@@ -85,5 +88,5 @@ def test_a_tls_client_against_a_plaintext_broker_fails_in_time(
     started = time.monotonic()
     with pytest.raises(ConfigError, match="security.protocol SASL_SSL"):
         check_connection(conf, TIMEOUT_S)
-    assert time.monotonic() - started < TIMEOUT_S + 3
+    assert time.monotonic() - started < IN_TIME_S
     check_connection(_conf(broker.bootstrap_servers), TIMEOUT_S)  # the same broker, plaintext

@@ -22,7 +22,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from chargewatch.lookup import run_report
-from charging.pricing import price_session
+from producers.reference_pricing import DEFAULT_SIMPLE_PRICES
 from producers.simulator import FleetConfig, simulate
 from schemas.codec import Codec
 from schemas.records import ChargingSession, SessionState
@@ -53,7 +53,7 @@ def _final_sessions() -> tuple[list[ChargingSession], list[ChargingSession]]:
             energy = 0.0
         plugged = truth.end_ms - truth.start_ms
         charging = max(0, min(plan.full_ms, truth.end_ms) - truth.start_ms)
-        cost = truth.cost if energy else price_session(0, plugged, CONFIG.tariff)
+        cost = truth.cost if energy else DEFAULT_SIMPLE_PRICES.cost(0, plugged)
         session = ChargingSession(
             session_id=f"EV-{i:09d}", version=1, state=state, station_id=truth.station_id,
             connector_id=truth.connector_id, transaction_id=truth.transaction_id,

@@ -1,4 +1,5 @@
-"""Shared helpers for the tariff tests: build a book inline and run a session through it."""
+"""Shared helpers for the tariff tests: write a tariff file inline and run a session through
+the engine or through the reference pricer (producers/reference_pricing.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,26 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from charging.tariffs import Cost, TariffEngine, parse_tariff_book
+from charging.tariffs import Cost, TariffBook, TariffEngine, parse_tariff_book
+from producers.reference_pricing import Reading, ReferenceCost, ReferencePricer, Session
+from producers.reference_tariffs import TariffFile
 
 ZONE = "Europe/Amsterdam"
 MIN = 60_000
 
 
-def book_of(*elements: dict[str, Any], zone: str = ZONE, **tariff: Any):  # noqa: ANN201
-    doc = {"time_zone": zone,
-           "tariffs": [{"id": "T", "currency": "EUR", "elements": list(elements), **tariff}]}
-    return parse_tariff_book(doc, "<test>")
+Steps = list[tuple[float, float] | tuple[float, float, float | None]]
+"""(minutes, kWh delivered[, current A]) per reading interval, in order."""
+
+
+def doc_of(*elements: dict[str, Any], zone: str = ZONE, **tariff: Any) -> dict[str, Any]:
+    """A tariff file with one tariff "T" (OCPI fields in `tariff`) as its decoded document."""
+    return {"time_zone": zone,
+            "tariffs": [{"id": "T", "currency": "EUR", "elements": list(elements), **tariff}]}
+
+
+def book_of(*elements: dict[str, Any], zone: str = ZONE, **tariff: Any) -> TariffBook:
+    return parse_tariff_book(doc_of(*elements, zone=zone, **tariff), "<test>")
 
 
 def at(text: str, zone: str = ZONE) -> int:
@@ -24,18 +35,36 @@ def at(text: str, zone: str = ZONE) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp() * 1000)
 
 
-def run(engine: TariffEngine, start_ms: int,
-        steps: list[tuple[float, float] | tuple[float, float, float | None]],
-        end_ms: int | None = None, station: str = "CS-1") -> Cost:
-    """`steps`: (minutes, kWh delivered[, current A]) per reading interval, in order."""
+def run(engine: TariffEngine, start_ms: int, steps: Steps, end_ms: int | None = None,
+        station: str = "CS-1") -> Cost:
     meter = engine.open(station, 1, "TAG", start_ms)
+    readings = _readings(start_ms, steps)
+    for reading in readings:
+        engine.reading(meter, station, reading.time_ms, Decimal(reading.energy_wh),
+                       reading.current_a)
+    return engine.quote(meter, station, _end(start_ms, readings, end_ms))
+
+
+def reference_run(doc: dict[str, Any], start_ms: int, steps: Steps, end_ms: int | None = None,
+                  station: str = "CS-1") -> ReferenceCost:
+    readings = _readings(start_ms, steps)
+    return ReferencePricer(TariffFile.read(doc)).price(
+        Session(station, 1, "TAG", start_ms, readings, _end(start_ms, readings, end_ms)))
+
+
+def _readings(start_ms: int, steps: Steps) -> tuple[Reading, ...]:
+    out = []
     t = start_ms
     for step in steps:
-        minutes, kwh = step[0], step[1]
-        current = step[2] if len(step) > 2 else None
-        t += round(minutes * MIN)
-        engine.reading(meter, station, t, Decimal(str(kwh)) * 1000, current)
-    return engine.quote(meter, station, end_ms if end_ms is not None else t)
+        t += round(step[0] * MIN)
+        out.append(Reading(t, Decimal(str(step[1])) * 1000, step[2] if len(step) > 2 else None))
+    return tuple(out)
+
+
+def _end(start_ms: int, readings: tuple[Reading, ...], end_ms: int | None) -> int:
+    if end_ms is not None:
+        return end_ms
+    return readings[-1].time_ms if readings else start_ms
 
 
 def ENERGY(price: str, vat: float | None = None, step: int = 1) -> dict[str, Any]:  # noqa: N802

@@ -14,6 +14,8 @@ from schemas.codec import Codec
 from sinks.avro_blocks import container, leading_string_and_int, sourced_container
 from tests.unit.test_session_schema import session
 
+pytestmark = pytest.mark.unit
+
 CODEC = Codec()
 SCHEMA = default_catalog().current("ChargingSession")
 

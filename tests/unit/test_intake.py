@@ -37,6 +37,12 @@ def test_every_item_is_taken_once_in_order(items: list[int], max_batch: int) -> 
     assert all(0 < len(batch) <= max_batch for batch in batches)
 
 
+GENEROUS_S = 8.0
+"""Upper bounds say "did not wait for something else": far above any scheduling delay on a
+loaded machine, far below what the wrong wait would take (a batch that never fills, a linger
+of an hour), which the per-test timeout would cut off."""
+
+
 def test_a_lone_item_waits_the_linger_and_no_longer() -> None:
     async def run() -> tuple[list[int], float]:
         intake: Intake[int] = Intake(100, linger_s=0.05)
@@ -45,13 +51,13 @@ def test_a_lone_item_waits_the_linger_and_no_longer() -> None:
         return await intake.take(), time.monotonic() - started
 
     batch, waited = asyncio.run(run())
-    assert batch == [1]
-    assert 0.04 <= waited < 0.5
+    assert batch == [1]  # taken with 99 places free: the linger, not a full batch, ended it
+    assert 0.05 <= waited < GENEROUS_S
 
 
 def test_a_full_batch_is_taken_without_waiting_and_the_reader_waits_for_room() -> None:
     async def run() -> tuple[list[int], bool, float]:
-        intake: Intake[int] = Intake(3, linger_s=10.0)
+        intake: Intake[int] = Intake(3, linger_s=3600.0)
         for item in (1, 2, 3):
             await intake.put(item)
         assert not intake.offer(4)  # full: the reader must wait for room
@@ -65,4 +71,4 @@ def test_a_full_batch_is_taken_without_waiting_and_the_reader_waits_for_room() -
 
     batch, held_back, waited = asyncio.run(run())
     assert batch == [1, 2, 3] and held_back
-    assert waited < 1.0
+    assert waited < GENEROUS_S  # not the hour of linger

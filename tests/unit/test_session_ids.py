@@ -1,4 +1,8 @@
-"""Session ID templates: the seed shapes, refusals with reasons, and uniqueness as a property."""
+"""Session ID templates: the seed shapes, refusals with reasons, and uniqueness as a property.
+
+Expected IDs come from the formula the docs state (tests/id_formula.py), never from
+`IdTemplate.render` or `position_number` themselves.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from charging.session_ids import (
     utc_date,
 )
 from schemas.records import MAX_EVENTS_PER_MESSAGE, EventPosition
+from tests.id_formula import EVENTS_PER_MESSAGE, num, session_id
 
 pytestmark = pytest.mark.unit
 
@@ -47,8 +52,9 @@ def test_the_three_seed_shapes() -> None:
 
 
 def test_num_formula_and_padding_never_truncates() -> None:
+    assert MAX_EVENTS_PER_MESSAGE == EVENTS_PER_MESSAGE  # the docs' formula says 1000
     position = EventPosition(partition=2, offset=5, index=3)
-    assert position_number(position, 4) == (5 * MAX_EVENTS_PER_MESSAGE + 3) * 4 + 2
+    assert position_number(position, 4) == (5 * 1000 + 3) * 4 + 2
     template = IdTemplate.parse("EV-{num:03d}")
     assert template.render(ctx(position=position_for(123456))) == "EV-123456"
 
@@ -151,9 +157,10 @@ def accepted_templates(draw: st.DrawFn) -> IdTemplate:
 
 
 def key(template: IdTemplate, c: IdContext) -> tuple[object, ...]:
-    """The values the template's uniqueness rule rests on."""
+    """The values the template's uniqueness rule rests on (the documented {num})."""
     if "num" in template.names:
-        return (position_number(c.position, c.partitions),)
+        p = c.position
+        return (num(p.partition, p.offset, p.index, c.partitions),)
     if "station_seq" in template.names:
         return (c.station_id, c.station_seq)
     return (c.station_id, utc_date(c.start_ms), c.station_daily)
@@ -203,3 +210,70 @@ def test_station_templates_distinct_station_or_ordinal_distinct_ids(
     b = ctx(station=s2, seq=n2, daily=n2, start_ms=t2)
     assume(key(template, a) != key(template, b))
     assert template.render(a) != template.render(b)
+
+
+# --- the documented formula, at any scale -------------------------------------------------
+
+LARGE_OFFSETS = st.one_of(st.integers(0, 3), st.integers(0, 10**9), st.integers(0, 2**63 - 1))
+"""Kafka offsets are 64-bit: a topic that has carried billions of messages."""
+
+
+@st.composite
+def partitioned_positions(draw: st.DrawFn) -> tuple[int, EventPosition]:
+    """(partition count, a position in it): every partition, any offset, any batch index."""
+    partitions = draw(st.one_of(st.integers(1, 8), st.integers(1, 10_000)))
+    return partitions, EventPosition(
+        draw(st.integers(0, partitions - 1)), draw(LARGE_OFFSETS),
+        draw(st.one_of(st.integers(0, 3), st.integers(0, MAX_EVENTS_PER_MESSAGE - 1))))
+
+
+def formula(template: IdTemplate, c: IdContext) -> str:
+    p = c.position
+    return session_id(template.text, partition=p.partition, offset=p.offset, index=p.index,
+                      partitions=c.partitions, station=c.station_id, connector=c.connector_id,
+                      start_ms=c.start_ms, station_seq=c.station_seq,
+                      station_daily=c.station_daily)
+
+
+@settings(max_examples=300, deadline=None)
+@given(accepted_templates(), contexts, partitioned_positions())
+def test_rendered_ids_follow_the_documented_formula(
+    template: IdTemplate, c: IdContext, where: tuple[int, EventPosition]
+) -> None:
+    partitions, position = where
+    c = IdContext(c.station_id, c.connector_id, c.start_ms, position, partitions,
+                  c.station_seq, c.station_daily)
+    assert template.render(c) == formula(template, c)
+
+
+def neighbours(position: EventPosition, partitions: int) -> set[EventPosition]:
+    """The positions next to one in every direction: where a formula that mixes up offset,
+    index and partition would collide (e.g. without the factor `partitions`, (o, i, p + 1)
+    and (o, i + 1, p) share a number)."""
+    out = {position}
+    for d_partition, d_offset, d_index in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0),
+                                           (0, 0, 1), (0, 0, -1), (1, 0, -1), (-1, 0, 1),
+                                           (0, 1, -1), (0, -1, 1)):
+        partition = position.partition + d_partition
+        offset, index = position.offset + d_offset, position.index + d_index
+        if 0 <= partition < partitions and offset >= 0 and 0 <= index < MAX_EVENTS_PER_MESSAGE:
+            out.add(EventPosition(partition, offset, index))
+    for partition in range(min(partitions, 64)):  # every partition, same offset and index
+        out.add(EventPosition(partition, position.offset, position.index))
+    out.add(EventPosition(position.partition, position.offset + 1, 0))  # next message's first
+    out.add(EventPosition(position.partition, position.offset, MAX_EVENTS_PER_MESSAGE - 1))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["EV-{num:09d}", "SESSION-{num:012X}", "{num}", "{station}-{num:x}"]),
+       partitioned_positions())
+def test_distinct_positions_get_distinct_ids_at_any_scale(
+    text: str, where: tuple[int, EventPosition]
+) -> None:
+    """Large offsets, large batch indexes, every partition: one ID per position."""
+    partitions, position = where
+    template = IdTemplate.parse(text)
+    around = neighbours(position, partitions)
+    ids = {template.render(ctx(position=p, partitions=partitions)) for p in around}
+    assert len(ids) == len(around)

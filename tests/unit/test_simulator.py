@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from charging.pricing import price_session
 from producers.errors import ProducerError, SimulationConfigError
 from producers.fleet import TAPER_FLOOR, ChargingCurve
 from producers.simulator import FleetConfig, simulate
@@ -120,8 +120,16 @@ def test_truth_is_exactly_what_the_events_carry(run) -> None:
         assert s.energy_wh == last.energy_wh - first.energy_wh > 0
         assert (s.soc_start_pct, s.soc_end_pct) == (first.soc_pct, last.soc_pct)
         assert (s.id_tag, s.vehicle_id) == (first.id_tag, first.vehicle_id)
-        assert s.cost == price_session(s.energy_wh, s.end_ms - s.start_ms, SMALL.tariff)
-        assert s.currency == SMALL.tariff.currency
+        assert s.cost == simple_tariff_cost(s.energy_wh, s.end_ms - s.start_ms)
+        assert s.currency == "EUR"
+
+
+def simple_tariff_cost(energy_wh: int, plugged_ms: int) -> Decimal:
+    """The default simple tariff as docs/tariffs.md states it: 0.39 per kWh plus 0.02 per
+    plugged-in minute, rounded half-up to the cent."""
+    raw = Decimal(energy_wh) / 1000 * Decimal("0.39") + Decimal(plugged_ms) / 60_000 * Decimal(
+        "0.02")
+    return raw.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 def test_sessions_on_a_connector_never_overlap(run) -> None:

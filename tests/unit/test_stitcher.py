@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from charging.errors import PositionOutOfRange, StateDecodeError
 from charging.pricing import SimpleTariff, price_session
-from charging.session_ids import IdContext, IdTemplate, utc_date
+from charging.session_ids import IdTemplate
 from charging.state import StationState
 from charging.stitcher import (
     SessionStitcher,
@@ -29,6 +29,7 @@ from schemas.records import (
     MeterEvent,
     SessionState,
 )
+from tests.id_formula import session_id, utc_day
 
 pytestmark = pytest.mark.unit
 
@@ -357,7 +358,6 @@ def clean_logs(draw: st.DrawFn) -> CleanLog:
     position_of = {e.event_id: pos for e, pos in log}
     expected: dict[str, list[ChargingSession]] = {}
     for text in TEMPLATES:
-        template = IdTemplate.parse(text)
         seq: dict[str, int] = {}
         daily: dict[tuple[str, str], int] = {}
         sessions = []
@@ -365,13 +365,14 @@ def clean_logs(draw: st.DrawFn) -> CleanLog:
                            * MAX_EVENTS_PER_MESSAGE + position_of[str(p["start_event"])].index):
             session = plan["session"]
             assert isinstance(session, ChargingSession)
-            station, day = session.station_id, utc_date(session.start_ms).isoformat()
+            station, day = session.station_id, utc_day(session.start_ms)
             seq[station] = seq.get(station, 0) + 1
             daily[station, day] = daily.get((station, day), 0) + 1
-            sid = template.render(IdContext(
-                station, session.connector_id, session.start_ms,
-                position_of[str(plan["start_event"])], partitions, seq[station],
-                daily[station, day]))
+            opened = position_of[str(plan["start_event"])]
+            sid = session_id(text, partition=opened.partition, offset=opened.offset,
+                             index=opened.index, partitions=partitions, station=station,
+                             connector=session.connector_id, start_ms=session.start_ms,
+                             station_seq=seq[station], station_daily=daily[station, day])
             sessions.append(replace(session, session_id=sid))
         expected[text] = sessions
     return CleanLog(partitions, log, expected)

@@ -144,7 +144,7 @@ def test_a_boundary_inside_the_spring_gap_starts_when_the_clock_passes_it() -> N
 
 
 def test_meter_round_trip_and_restart_give_the_same_costs() -> None:
-    sim = simulate(FleetConfig(seed=9, stations=4, tariff=BOOK))
+    sim = simulate(FleetConfig(seed=9, stations=4))
     log = [(e, EventPosition(0, offset, i))
            for offset, (_, events) in enumerate(sim.messages()) for i, e in enumerate(events)]
     config = StitcherConfig(1, IdTemplate.parse("EV-{num:09d}"), BOOK)

@@ -1,8 +1,10 @@
-"""The simulator's truth and the stitcher price with one engine: every session to the cent.
+"""The stitcher's costs equal the simulator's truth, every session to the cent.
 
 Runs a simulated fleet under tariffs/example.yaml (time-of-use energy, a start fee, a
-daytime blocking fee, VAT, a station-specific tariff, a max and a min price) through the
-pure stitcher, as the pipeline does, and compares each closed session with the truth.
+daytime blocking fee, VAT, a station-specific tariff and time zone, a max and a min price)
+through the pure stitcher, as the pipeline does, and compares each closed session with the
+truth, which the reference pricer computes from the same file (producers/reference_pricing.py,
+no code shared with the engine).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from charging.session_ids import IdTemplate
 from charging.state import StationState
 from charging.stitcher import SessionStitcher, StitcherConfig, continue_log, stitch_log
 from charging.tariffs import load_tariff_book
+from producers.reference_tariffs import TariffFile
 from producers.simulator import FleetConfig, simulate
 from schemas.records import EventPosition
 
@@ -26,7 +29,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "tariffs" / "example.yaml"
 
 def test_stitched_costs_match_the_truth_under_the_example_tariffs() -> None:
     book = load_tariff_book(EXAMPLE)
-    config = FleetConfig(seed=5, stations=10, tariff=book)
+    config = FleetConfig(seed=5, stations=10, tariff=TariffFile.load(EXAMPLE))
     sim = simulate(config)
     log = [(e, EventPosition(0, offset, i))
            for offset, (_, events) in enumerate(sim.messages()) for i, e in enumerate(events)]
@@ -44,7 +47,7 @@ def test_stitched_costs_match_the_truth_under_the_example_tariffs() -> None:
 
 def test_open_session_state_stays_small_under_time_of_use() -> None:
     book = load_tariff_book(EXAMPLE)
-    sim = simulate(FleetConfig(seed=5, stations=6, tariff=book))
+    sim = simulate(FleetConfig(seed=5, stations=6))
     stitcher = SessionStitcher(StitcherConfig(1, IdTemplate.parse("EV-{num:09d}"), book))
     states: dict[str, StationState] = {}
     largest = 0
