@@ -18,6 +18,7 @@ from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
 from chargewatch.cdr_cli import add_cdr_arguments, cmd_cdr
+from chargewatch.dead_letters_cli import add_dead_letters_arguments, cmd_dead_letters
 from chargewatch.discovery import (
     absolute_chdb,
     check_chdb_free,
@@ -208,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("migrate", cmd_migrate, "apply ClickHouse migrations")
     add("grant", cmd_grant, "create the BI (read-only) and sink (insert-only) roles and users")
     add_anomalies_arguments(add("anomalies", cmd_anomalies, "tail anomalies for on-call"))
+    add_dead_letters_arguments(add("dead-letters", cmd_dead_letters,
+                                   "what the pipeline could not use: stage, source, reason, "
+                                   "the original bytes"))
     add_gateway_arguments(add("gateway", cmd_gateway, "run the OCPP gateway chargers connect to"))
     p = add("bench", cmd_bench, "measure throughput, latency and report speed")
     benches = p.add_subparsers(dest="what", required=True)
@@ -221,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 USES_RUNNING_STACK = frozenset({"simulate", "replay", "session", "cdr", "report", "anomalies",
-                                "gateway"})
+                                "dead-letters", "gateway"})
 """Commands that, given no KAFKA_BOOTSTRAP_SERVERS, use the stack `chargewatch up` runs."""
 
 
