@@ -122,19 +122,30 @@ def source_of(letter: dict[str, Any]) -> str:
 def query_dead_letters(client: Any, database: str, since_ms: int,
                        limit: int) -> tuple[list[dict[str, Any]], int]:
     """The newest `limit` letters failed since `since_ms`, oldest first, and how many
-    there are since then in all."""
+    there are since then in all.
+
+    A letter repeated by a later run of the local stack (its kept meter events are processed
+    again, under that run's topic names, chargewatch/kept_events.py) is shown once: the
+    newest, when stage, source partition and offset, reason and bytes are the same and the
+    topics differ only in the run.
+    """
+    from chargewatch.kept_events import same_topic_sql
     from sinks.clickhouse import check_identifier
 
     db = check_identifier(database)
-    where = "WHERE failed_at >= fromUnixTimestamp64Milli({since:Int64})"
-    total = int(client.command(f"SELECT count() FROM {db}.dead_letters FINAL {where}",
+    letters = (
+        f"SELECT original, original_key, source_topic, source_partition, source_offset, "
+        f"stage, error, failed_at FROM {db}.dead_letters FINAL "
+        f"WHERE failed_at >= fromUnixTimestamp64Milli({{since:Int64}}) "
+        f"ORDER BY failed_at DESC, source_topic DESC, source_partition DESC, "
+        f"source_offset DESC "
+        f"LIMIT 1 BY stage, source_partition, source_offset, error, original, "
+        f"{same_topic_sql('source_topic')}")
+    total = int(client.command(f"SELECT count() FROM ({letters})",
                                parameters={"since": since_ms}))
     result = client.query(
         f"SELECT original, original_key, source_topic, source_partition, source_offset, "
-        f"stage, error, toUnixTimestamp64Milli(failed_at) AS failed_ms "
-        f"FROM {db}.dead_letters FINAL {where} "
-        f"ORDER BY failed_at DESC, source_topic DESC, source_partition DESC, "
-        f"source_offset DESC "
+        f"stage, error, toUnixTimestamp64Milli(failed_at) FROM ({letters}) "
         f"LIMIT {{limit:UInt32}}",
         parameters={"since": since_ms, "limit": limit},
         column_formats={"original": "bytes", "original_key": "bytes"})

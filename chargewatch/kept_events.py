@@ -60,6 +60,18 @@ def _frame(timestamp: int, key: bytes | None, value: bytes | None) -> bytes:
                         -1 if value is None else len(value)) + (key or b"") + (value or b"")
 
 
+def run_namespace(namespace: str, run: int) -> str:
+    return f"{namespace}-r{run}"
+
+
+def same_topic_sql(column: str) -> str:
+    """A ClickHouse expression of a topic name with the run left out (`cw-r2.anomalies` →
+    `cw.anomalies`), for telling a letter repeated by a later run from a new one; replayed
+    files (`file:…`) are left as they are."""
+    return (f"if(startsWith({column}, 'file:'), {column}, "
+            f"replaceRegexpOne({column}, '^(.*)-r[0-9]+[.]', '\\\\1.'))")
+
+
 @dataclass
 class KeptEvents:
     """The kept meter-events of one local data folder (`.data/broker`)."""
@@ -98,7 +110,7 @@ class KeptEvents:
                      runs=int(state.get("runs", 0)) + 1,
                      owners=sorted({*state.get("owners", []), self.owner}))
         self._save(state)
-        return f"{namespace}-r{state['runs']}"
+        return run_namespace(namespace, state["runs"])
 
     def counts(self, partitions: int) -> list[int]:
         """Messages kept per partition; a frame cut short by a crash is cut off the file."""
