@@ -75,7 +75,7 @@ def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0,
     if kept is not None:
         console.print(f"The demo's data stays in {data_dir}/: try `chargewatch session "
                       f"{session_id}`, `chargewatch cdr {session_id}`, `chargewatch report "
-                      "summary`; `chargewatch up` carries on from it.")
+                      "summary`; `chargewatch up` carries on from it.", soft_wrap=True)
     return figures
 
 

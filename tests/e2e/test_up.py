@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,3 +226,21 @@ def test_up_then_a_second_terminal_then_ctrl_c_then_up_again(tmp_path: Path) -> 
         follower.send_signal(signal.SIGINT)
         follower.wait(30)
     second.interrupt()
+
+
+def test_after_the_demo_lookups_find_its_data_and_up_carries_on(tmp_path: Path) -> None:
+    demo = ok(tmp_path, "demo", "--stations", "4", "--hours", "3", timeout=600)
+    shown = re.search(r"try `chargewatch session (\S+)`", demo.stderr)
+    assert shown, demo.stderr[-3000:]
+    printed = shown[1]
+    record = json.loads(ok(tmp_path, "session", printed, "--json").stdout)
+    assert record["session_id"] == printed
+    assert json.loads(ok(tmp_path, "cdr", printed, "--json").stdout)[0]["session_id"] == printed
+    summary = json.loads(ok(tmp_path, "report", "summary", "--json").stdout)
+    assert sum(int(row["sessions"]) for row in summary) > 0
+    up = Up(tmp_path, "up.log")  # carries on from the demo's data, through its sink
+    assert json.loads(ok(tmp_path, "session", printed, "--json").stdout)["session_id"] == printed
+    up.interrupt()
+    again = terminal(tmp_path, "demo", "--stations", "4", "--hours", "3")
+    assert again.returncode == 2 and "kept by `chargewatch up`" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1, again.stderr
