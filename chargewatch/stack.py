@@ -20,7 +20,7 @@ from chargewatch.sink_service import SinkService
 from chargewatch.worker import WorkerProcess, write_config
 from infra.errors import ConfigError, StackError
 from infra.kafka_config import client_config
-from infra.settings import Settings
+from infra.settings import Settings, mask_url
 from infra.topics import Topics, ensure_topics
 from sinks.clickhouse import connect
 
@@ -97,7 +97,7 @@ class LocalStack:
                 "be given their IDs. Use another database (CHARGEWATCH_CLICKHOUSE__DATABASE) "
                 "or remove the chDB folder")
         namespace = kept.begin_run(self.settings.kafka.namespace, self.settings.kafka.partitions,
-                                   self.settings.clickhouse.url.get_secret_value())
+                                   mask_url(self.settings.clickhouse.url.get_secret_value()))
         self.settings = self.settings.model_copy(update={"kafka": self.settings.kafka.model_copy(
             update={"namespace": namespace})})
 

@@ -160,6 +160,8 @@ def test_up_then_a_second_terminal_then_ctrl_c_then_up_again(tmp_path: Path) -> 
     bad.write_bytes(b"{'event_id': 'E1'}\n\x1b[2J\x00\x01\x02\x03\x04\n")
     first = Up(tmp_path, "up-1.log")
     assert first.stack["namespace"] == "chargewatch-r1"
+    twice = terminal(tmp_path, "up")
+    assert twice.returncode == 2 and "a stack is already running here" in twice.stderr
     day1, events1 = tmp_path / "day1.jsonl", tmp_path / "events1.jsonl"
     one_per_message = tmp_path / "simulator.yaml"  # as replay publishes: see day 2
     one_per_message.write_text("simulator:\n  events_per_message: 1\n")

@@ -1,7 +1,7 @@
 """The kept meter events on disk: whole frames survive, a frame cut short by a crash is cut
 off, and each run gets topics of its own while the partition count and ClickHouse stay the
 ones the events were written with. (Producing them back into a broker:
-tests/integration/test_kept_events.py.)"""
+tests/integration/test_kept_events_restore.py.)"""
 
 from __future__ import annotations
 
