@@ -50,7 +50,7 @@ def ok(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProce
 class Up:
     """`chargewatch up` in the first terminal."""
 
-    def __init__(self, cwd: Path, log_name: str) -> None:
+    def __init__(self, cwd: Path, log_name: str, started: list[Up]) -> None:
         self.cwd = cwd
         self.log = cwd / log_name
         env = {**CLEAN_ENV, "CHARGEWATCH_PROCESSOR__WEB_PORT": str(free_port()),
@@ -58,6 +58,7 @@ class Up:
         with self.log.open("w") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "chargewatch", "up"],
                                             cwd=cwd, env=env, stdout=log, stderr=log)
+        started.append(self)
         self.stack = self._wait_for_stack(240)
 
     def _wait_for_stack(self, timeout_s: float) -> dict[str, Any]:
@@ -84,6 +85,26 @@ class Up:
             time.sleep(0.2)
         assert left == [], f"left running: {left}"
         assert not (self.cwd / ".data" / "stack.json").exists()
+
+
+    def stop_if_running(self) -> None:
+        """After a failed test: the same orderly stop, by PID."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def started() -> Iterator[list[Up]]:
+    """Every `up` a test starts, stopped at its end whatever happened."""
+    ups: list[Up] = []
+    yield ups
+    for up in ups:
+        up.stop_if_running()
 
 
 def descendants(pid: int) -> Iterator[tuple[int, str | None]]:
@@ -155,10 +176,11 @@ def dead_letters(cwd: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in ok(cwd, "dead-letters", "--json").stdout.splitlines()]
 
 
-def test_up_then_a_second_terminal_then_ctrl_c_then_up_again(tmp_path: Path) -> None:
+def test_up_then_a_second_terminal_then_ctrl_c_then_up_again(tmp_path: Path,
+                                                             started: list[Up]) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b"{'event_id': 'E1'}\n\x1b[2J\x00\x01\x02\x03\x04\n")
-    first = Up(tmp_path, "up-1.log")
+    first = Up(tmp_path, "up-1.log", started)
     assert first.stack["namespace"] == "chargewatch-r1"
     twice = terminal(tmp_path, "up")
     assert twice.returncode == 2 and "a stack is already running here" in twice.stderr
@@ -192,7 +214,7 @@ def test_up_then_a_second_terminal_then_ctrl_c_then_up_again(tmp_path: Path) -> 
     assert len(undecodable) == 1 and undecodable[0]["original_preview"].startswith("c3 01 20")
     first.interrupt()
 
-    second = Up(tmp_path, "up-2.log")
+    second = Up(tmp_path, "up-2.log", started)
     assert second.stack["namespace"] == "chargewatch-r2"
     assert "meter-events messages from earlier runs produced back" in second.log.read_text()
     assert json.loads(ok(tmp_path, "session", some, "--json").stdout)["session_id"] == some
@@ -230,7 +252,8 @@ def test_up_then_a_second_terminal_then_ctrl_c_then_up_again(tmp_path: Path) -> 
     second.interrupt()
 
 
-def test_after_the_demo_lookups_find_its_data_and_up_carries_on(tmp_path: Path) -> None:
+def test_after_the_demo_lookups_find_its_data_and_up_carries_on(tmp_path: Path,
+                                                                started: list[Up]) -> None:
     demo = ok(tmp_path, "demo", "--stations", "4", "--hours", "3", timeout=600)
     shown = re.search(r"try `chargewatch session (\S+)`", demo.stderr)
     assert shown, demo.stderr[-3000:]
@@ -240,7 +263,7 @@ def test_after_the_demo_lookups_find_its_data_and_up_carries_on(tmp_path: Path) 
     assert json.loads(ok(tmp_path, "cdr", printed, "--json").stdout)[0]["session_id"] == printed
     summary = json.loads(ok(tmp_path, "report", "summary", "--json").stdout)
     assert sum(int(row["sessions"]) for row in summary) > 0
-    up = Up(tmp_path, "up.log")  # carries on from the demo's data, through its sink
+    up = Up(tmp_path, "up.log", started)  # carries on from the demo's data, through its sink
     assert json.loads(ok(tmp_path, "session", printed, "--json").stdout)["session_id"] == printed
     up.interrupt()
     again = terminal(tmp_path, "demo", "--stations", "4", "--hours", "3")
