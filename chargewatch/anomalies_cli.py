@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from charging.anomalies import at_least
-from infra.errors import ChargeWatchError, ConfigError
+from infra.errors import ChargeWatchError
 from infra.settings import Settings
 from schemas.records import Anomaly, Severity
 
@@ -44,25 +44,25 @@ def add_anomalies_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_anomalies(settings: Settings, args: argparse.Namespace) -> int:
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
+    from chargewatch.discovery import require_kafka
     from infra.kafka_config import client_config
     from infra.topics import Topics
     from schemas.codec import Codec
     from schemas.errors import DecodeError
 
-    if not settings.kafka.bootstrap_servers:
-        raise ConfigError("no Kafka to talk to: set KAFKA_BOOTSTRAP_SERVERS")
+    bootstrap = require_kafka(settings)
     topic = Topics(settings.kafka.namespace).anomalies
     codec = Codec(settings.kafka.schema_registry_url)
     minimum = Severity(args.severity)
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True)
-    consumer = Consumer({**client_config(settings.kafka, settings.kafka.bootstrap_servers),
+    consumer = Consumer({**client_config(settings.kafka, bootstrap),
                          "group.id": f"chargewatch-anomalies-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "enable.partition.eof": True,
                          "fetch.queue.backoff.ms": 10,
                          "fetch.wait.max.ms": settings.kafka.fetch_max_wait_ms})
     try:
-        partitions = _partitions(consumer, topic)
+        partitions = topic_partitions(consumer, topic)
         start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
         consumer.assign([TopicPartition(topic, p, start) for p in partitions])
         pending = set(partitions)
@@ -92,7 +92,8 @@ def cmd_anomalies(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _partitions(consumer: Consumer, topic: str) -> list[int]:
+def topic_partitions(consumer: Consumer, topic: str) -> list[int]:
+    """The partitions of `topic`; ChargeWatchError when it does not exist."""
     meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if meta is None or meta.error is not None or not meta.partitions:
         raise ChargeWatchError(f"topic {topic} not found: is the namespace right, and did the "

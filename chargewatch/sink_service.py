@@ -100,6 +100,17 @@ class SinkService:
             self._thread.join(timeout=1)
 
 
+def _dead_letters(service: SinkService, params: dict[str, str]) -> dict[str, Any]:
+    """`/dead-letters?since_ms=&limit=`: what `chargewatch dead-letters` reads while this
+    worker holds the chDB folder (bytes in base64)."""
+    from chargewatch.dead_letters_cli import query_dead_letters, to_wire
+
+    letters, total = query_dead_letters(service.client, service.source.database,
+                                        int(params.get("since_ms", 0)),
+                                        int(params.get("limit", 50)))
+    return {"letters": [to_wire(letter) for letter in letters], "total": total}
+
+
 def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -143,6 +154,8 @@ def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
                     records = cdr_records(service.client, service.source.database, parts[1])
                     self._send(HTTPStatus.OK, [{k: plain(v) for k, v in r.items()}
                                                for r in records])
+                elif parts == ["dead-letters"]:
+                    self._send(HTTPStatus.OK, _dead_letters(service, params))
                 elif len(parts) == 2 and parts[0] == "reports":
                     report = service.source.report(parts[1], **params)
                     self._send(HTTPStatus.OK, {"columns": report.columns,

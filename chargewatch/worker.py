@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from chargewatch.embedded import child_options
 from chargewatch.logs import logging_config
 from infra.errors import StackError
 from infra.settings import Settings
@@ -53,6 +54,7 @@ class WorkerProcess:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "chargewatch", "worker"],
             env={**os.environ, **self.env}, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            **child_options(),
         )
         log.close()
         return self

@@ -3,12 +3,18 @@
 confluent-kafka clients (producers, consumers, admin) take `client_config(...)` merged with
 their own tuning keys; the Faust app takes `faust_credentials(...)` as `broker_credentials`.
 No other module writes `bootstrap.servers` or a security key itself (a unit test checks), so
-TLS and SASL (PLAIN, SCRAM-SHA-256/512) reach every producer, processor, sink and command.
+TLS and SASL (PLAIN, SCRAM-SHA-256/512) reach every producer, processor, sink and command,
+and librdkafka's own log reaches our logging (logger `chargewatch.kafka`, each distinct line
+at most once a minute: librdkafka repeats a refused connection at every reconnect).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import ssl
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from infra.errors import ConfigError
@@ -19,10 +25,39 @@ if TYPE_CHECKING:
     from infra.settings import KafkaSettings
 
 
+class RepeatFilter(logging.Filter):
+    """Lets each distinct line (numbers aside: "after 0ms" and "after 3ms" are one line)
+    through at most once per `quiet_s` seconds."""
+
+    def __init__(self, quiet_s: float = 60.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.quiet_s = quiet_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = re.sub(r"\d+", "#", record.getMessage())
+        now = self._clock()
+        with self._lock:
+            if now - self._last.get(key, -self.quiet_s) < self.quiet_s:
+                return False
+            if len(self._last) > 1000:  # many distinct lines: forget the old ones
+                self._last.clear()
+            self._last[key] = now
+        return True
+
+
+KAFKA_LOG = logging.getLogger("chargewatch.kafka")
+"""Where every confluent-kafka client logs (the `logger` key of `client_config`)."""
+KAFKA_LOG.addFilter(RepeatFilter())
+
+
 def client_config(kafka: KafkaSettings, bootstrap: str) -> dict[str, Any]:
     """librdkafka connection keys: bootstrap servers, security protocol, SASL and TLS files."""
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap,
-                            "security.protocol": kafka.security_protocol}
+                            "security.protocol": kafka.security_protocol,
+                            "logger": KAFKA_LOG}
     if kafka.security_protocol.startswith("SASL_"):
         assert kafka.sasl_password is not None  # KafkaSettings refuses SASL without one
         conf |= {"sasl.mechanism": kafka.sasl_mechanism,
@@ -71,23 +106,27 @@ def faust_credentials(kafka: KafkaSettings) -> CredentialsT | None:
 
 
 def check_connection(conf: dict[str, Any], timeout_s: float = 10.0) -> None:
-    """Ask the brokers for metadata once; raise ConfigError with librdkafka's own first
-    complaint (a failed TLS handshake, a refused SASL login) instead of retrying forever."""
-    from confluent_kafka import KafkaException
+    """Ask the brokers for metadata; raise ConfigError naming the address with librdkafka's
+    own first complaint (a refused connection, a failed TLS handshake, a refused SASL login)
+    as soon as every broker is down, or at `timeout_s` (an address that never answers),
+    instead of retrying forever. librdkafka's log is off here: the error is the one line."""
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
-    errors: list[str] = []
-
-    def on_error(error: Any) -> None:
-        errors.append(str(error.str()))
-
-    admin = AdminClient({**conf, "error_cb": on_error, "log_level": 0})
-    try:
-        admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        admin.poll(0.5)  # serves the error callback, which usually says why
-        causes = [e for e in errors if "brokers are down" not in e] or errors
-        reason = causes[0] if causes else str(exc.args[0].str())
-        raise ConfigError(f"cannot use Kafka at {conf.get('bootstrap.servers')} with "
-                          f"security.protocol {conf.get('security.protocol')}: "
-                          f"{reason}") from None
+    errors: list[Any] = []
+    admin = AdminClient({**conf, "error_cb": errors.append, "log_level": 0})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            failure = str(exc.args[0].str())
+        admin.poll(0)  # serves the error callback, which says why
+        all_down = any(e.code() == KafkaError._ALL_BROKERS_DOWN for e in errors)
+        if all_down or time.monotonic() >= deadline:
+            break
+    reasons = [str(e.str()) for e in errors]
+    causes = [r for r in reasons if "brokers are down" not in r] or reasons or [failure]
+    raise ConfigError(f"cannot use Kafka at {conf.get('bootstrap.servers')} with "
+                      f"security.protocol {conf.get('security.protocol')}: {causes[0]}")

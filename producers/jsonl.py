@@ -83,7 +83,8 @@ def parse_event_line(line: str, line_no: int) -> MeterEvent:
     try:
         row = json.loads(line)
     except ValueError as exc:  # also ints over Python's 4300-digit limit
-        raise ReplayFormatError(line_no, None, f"bad JSON: {_cut(str(exc))}") from None
+        # In full: json's messages are short and say where ("line 1 column 2 (char 1)").
+        raise ReplayFormatError(line_no, None, f"bad JSON: {exc}") from None
     except RecursionError:
         raise ReplayFormatError(line_no, None, "bad JSON: nested too deeply") from None
     if not isinstance(row, dict):

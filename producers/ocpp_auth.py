@@ -136,9 +136,16 @@ class ChargerAllowList:
 
     def check(self, charger_id: str, password: str) -> bool:
         """True when this charger is listed and the password is its own."""
+        return self.refusal(charger_id, password) is None
+
+    def refusal(self, charger_id: str, password: str) -> str | None:
+        """Why this charger may not connect ("unknown charger", "wrong password"), or None.
+        For the operator's log only: the charger is told nothing but 401."""
         entry = self.chargers.get(charger_id)
         matched = (entry or _DECOY).matches(password)
-        return entry is not None and matched
+        if entry is None:
+            return "unknown charger (not in the allow-list)"
+        return None if matched else "wrong password"
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:

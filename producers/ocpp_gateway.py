@@ -122,8 +122,9 @@ class OcppGateway:
         if username != charger_id:
             return self._unauthorized(connection, charger_id,
                                       f"Basic username {username!r} is not the charger id")
-        if not await asyncio.to_thread(allow_list.check, charger_id, password):
-            return self._unauthorized(connection, charger_id, "unknown charger or wrong password")
+        refusal = await asyncio.to_thread(allow_list.refusal, charger_id, password)
+        if refusal is not None:
+            return self._unauthorized(connection, charger_id, refusal)
         return None
 
     @staticmethod

@@ -119,7 +119,11 @@ def test_profile_1_refuses_wrong_unknown_and_mismatched_chargers(
         assert response.headers["WWW-Authenticate"].startswith("Basic "), case
     assert (got["right 1.6"], got["right 2.0.1"]) == ("Accepted", "Accepted")
     logged = "\n".join(record.getMessage() for record in caplog.records)
-    assert "CP-NEW refused at the handshake" in logged
+    # The operator reads which check failed; the charger got the same bare 401 either way.
+    assert "CP-NEW refused at the handshake: unknown charger" in logged
+    assert "CP-OK refused at the handshake: wrong password" in logged
+    assert "CP/201 refused at the handshake: wrong password" in logged  # another's password
+    assert got["wrong password"].response.body == got["unknown"].response.body
     assert PASSWORD not in logged and "guess" not in logged
 
 

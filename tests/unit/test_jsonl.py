@@ -118,3 +118,12 @@ def test_malformed_lines_name_line_field_and_problem(line: str, field: str | Non
     assert str(error).startswith("line 42")
     if field:
         assert f"'{field}'" in str(error)
+
+
+def test_a_json_error_is_kept_in_full() -> None:
+    """json's own message says where the line broke; replay used to cut it at 60 characters
+    ("Expecting property name … line 1 co...")."""
+    with pytest.raises(ReplayFormatError) as caught:
+        parse_event_line("{'event_id': 'E1'}", 3)
+    assert str(caught.value) == ("line 3: bad JSON: Expecting property name enclosed in double "
+                                 "quotes: line 1 column 2 (char 1)")

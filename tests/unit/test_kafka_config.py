@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import ssl
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from chargewatch.cli import main
 from chargewatch.worker import write_config
 from infra.errors import ConfigError
-from infra.kafka_config import client_config, faust_credentials
+from infra.kafka_config import KAFKA_LOG, RepeatFilter, client_config, faust_credentials
 from infra.settings import KafkaSettings, load_settings
 from tests.tls import self_signed
 
@@ -32,8 +33,14 @@ def _kafka(**values: Any) -> KafkaSettings:
     return load_settings(kafka=values).kafka
 
 
+def _connection(conf: dict[str, Any]) -> dict[str, Any]:
+    """The connection keys of a client config; every config logs through our logging."""
+    assert conf["logger"] is KAFKA_LOG
+    return {key: value for key, value in conf.items() if key != "logger"}
+
+
 def test_plaintext_is_the_default_and_adds_nothing() -> None:
-    assert client_config(KafkaSettings(), "k:9092") == {
+    assert _connection(client_config(KafkaSettings(), "k:9092")) == {
         "bootstrap.servers": "k:9092", "security.protocol": "PLAINTEXT"}
     assert faust_credentials(KafkaSettings()) is None
 
@@ -42,7 +49,7 @@ def test_plaintext_is_the_default_and_adds_nothing() -> None:
 def test_sasl_plaintext(mechanism: str) -> None:
     kafka = _kafka(security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism,
                    sasl_username="app", sasl_password="pw")
-    assert client_config(kafka, "k:9092") == {
+    assert _connection(client_config(kafka, "k:9092")) == {
         "bootstrap.servers": "k:9092", "security.protocol": "SASL_PLAINTEXT",
         "sasl.mechanism": mechanism, "sasl.username": "app", "sasl.password": "pw"}
     credentials = faust_credentials(kafka)
@@ -57,7 +64,7 @@ def test_sasl_ssl_with_a_private_ca(tmp_path: Path, mechanism: str) -> None:
     ca, _ = self_signed(tmp_path)
     kafka = _kafka(security_protocol="SASL_SSL", sasl_mechanism=mechanism,
                    sasl_username="app", sasl_password="pw", ssl_ca_location=str(ca))
-    assert client_config(kafka, "k:9093") == {
+    assert _connection(client_config(kafka, "k:9093")) == {
         "bootstrap.servers": "k:9093", "security.protocol": "SASL_SSL",
         "sasl.mechanism": mechanism, "sasl.username": "app", "sasl.password": "pw",
         "ssl.ca.location": str(ca)}
@@ -77,7 +84,7 @@ def test_ssl_with_a_client_certificate(tmp_path: Path) -> None:
                    ssl_certificate_location=str(cert), ssl_key_location=str(key),
                    ssl_key_password="kp")
     conf = client_config(kafka, "k:9093")
-    assert conf == {"bootstrap.servers": "k:9093", "security.protocol": "SSL",
+    assert _connection(conf) == {"bootstrap.servers": "k:9093", "security.protocol": "SSL",
                     "ssl.ca.location": str(ca), "ssl.certificate.location": str(cert),
                     "ssl.key.location": str(key), "ssl.key.password": "kp"}
     assert not any(key.startswith("sasl.") for key in conf)
@@ -180,3 +187,21 @@ def test_the_source_check_finds_what_it_looks_for() -> None:
                      'faust.App("y", broker_credentials=None)\n')
     assert _client_dicts(tree) == [1]
     assert _faust_apps_without_credentials(tree) == [2]
+
+
+def test_librdkafka_repeats_are_logged_once_a_minute() -> None:
+    """A refused connection is retried (and logged by librdkafka) at every reconnect."""
+    now = [0.0]
+    repeats = RepeatFilter(quiet_s=60, clock=lambda: now[0])
+
+    def passes(message: str) -> bool:
+        return repeats.filter(logging.LogRecord("chargewatch.kafka", logging.ERROR, "", 0,
+                                                message, None, None))
+
+    refused = "FAIL [thrd:k:9092/bootstrap]: Connect to k:9092 failed (after {}ms)"
+    assert passes(refused.format(0))
+    now[0] = 10.0
+    assert not passes(refused.format(3))  # the same line, numbers aside
+    assert passes("FAIL [thrd:k:9092/bootstrap]: SSL handshake failed")
+    now[0] = 61.0
+    assert passes(refused.format(7))

@@ -59,6 +59,13 @@ def test_allow_list_checks_id_and_password() -> None:
     assert not allow.check("CP-1", "")
 
 
+def test_a_refusal_names_the_check_that_failed_for_the_log() -> None:
+    allow = ChargerAllowList.from_data({"chargers": {"CP-1": hash_password("pw-1", CHEAP)}})
+    assert allow.refusal("CP-1", "pw-1") is None
+    assert allow.refusal("CP-1", "pw-2") == "wrong password"
+    assert allow.refusal("CP-9", "pw-1") == "unknown charger (not in the allow-list)"
+
+
 def test_empty_password_cannot_be_hashed() -> None:
     with pytest.raises(ValueError, match="empty password"):
         hash_password("")
