@@ -141,66 +141,86 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
                seconds: float) -> tuple[list[float], list[float]]:
     """Event → session-update latency (ms) with events offered at `rate` events/s, and the
     latency (ms) of looking up open sessions by ID on the running worker's web view."""
-    latencies: list[float] = []
-    seen: list[str] = []
     with LocalStack(settings, run_dir, with_sink=False) as stack, \
             _sink_process(settings, stack.bootstrap_servers, run_dir):
-        topics = stack.topics
-        produced: dict[tuple[str, int], float] = {}
-        codec = Codec()
         kafka_conf = client_config(settings.kafka, stack.bootstrap_servers)
-        consumer = Consumer({**kafka_conf,
-                             "group.id": f"lat-{uuid.uuid4().hex}", "auto.offset.reset": "latest",
-                             "fetch.queue.backoff.ms": 10, "session.timeout.ms": 6000,
-                             "fetch.wait.max.ms": settings.kafka.fetch_max_wait_ms})
-        consumer.subscribe([topics.session_updates])
-        stop = threading.Event()
-
-        def read_updates() -> None:
-            while not stop.is_set():
-                # consume(n, timeout) holds what arrived until n messages or the timeout:
-                # up to 200 ms of the reader's own on every sample. Wait for one message,
-                # then take what is already there without waiting.
-                first = consumer.poll(0.2)
-                if first is None:
-                    continue
-                for message in [first, *consumer.consume(1000, 0)]:
-                    if message.error():
-                        continue
-                    session = codec.decode_session(message.value())
-                    seen.append(session.session_id)
-                    sent = produced.get((session.station_id, session.end_ms))
-                    if sent is not None:
-                        latencies.append((time.perf_counter() - sent) * 1000)
-
-        reader = threading.Thread(target=read_updates, daemon=True)
+        reader = _UpdateReader(kafka_conf, stack.topics.session_updates,
+                               settings.kafka.fetch_max_wait_ms)
         reader.start()
         time.sleep(8)  # worker and reader joined their groups
-        # Offered as ChargeWatch's publisher offers it (idempotent, acks=all, 20 ms linger;
-        # the linger counts in every sample). The embedded broker's cost grows with the
-        # number of batches it holds: at 1 ms linger, one record a batch at 4,000
-        # records/s took it to a full core and its own p50 from 11 to 400 ms in 30 s.
-        producer = Producer({**kafka_conf, **PRODUCER_DEFAULTS})
-        started = time.perf_counter()
-        sent_events = 0
-        for station, events in load.messages:
-            due = started + sent_events / rate
-            if time.perf_counter() > started + seconds:
-                break
-            while time.perf_counter() < due:
-                time.sleep(0.0005)
-            producer.produce(topics.meter_events, key=station.encode(),
-                             value=codec.encode_meter_events(events, topics.meter_events))
-            producer.poll(0)
-            produced[(station, events[-1].event_time_ms)] = time.perf_counter()
-            sent_events += len(events)
-        producer.flush(30)
-        lookups = _lookup_open(stack.worker_web_port, seen[-200:])
+        _offer(kafka_conf, stack.topics.meter_events, load, rate, seconds, reader.produced)
+        lookups = _lookup_open(stack.worker_web_port, reader.seen[-200:])
         time.sleep(3)
-        stop.set()
-        reader.join(5)
-        consumer.close()
-    return latencies, lookups
+        reader.stop()
+    return reader.latencies, lookups
+
+
+class _UpdateReader(threading.Thread):
+    """Reads session updates and times each against when its last event was offered."""
+
+    def __init__(self, kafka_conf: dict[str, Any], topic: str, fetch_max_wait_ms: int) -> None:
+        super().__init__(daemon=True)
+        self.produced: dict[tuple[str, int], float] = {}
+        self.latencies: list[float] = []
+        self.seen: list[str] = []
+        self._stop_reading = threading.Event()
+        self._codec = Codec()
+        self._consumer = Consumer({**kafka_conf,
+                                   "group.id": f"lat-{uuid.uuid4().hex}",
+                                   "auto.offset.reset": "latest",
+                                   "fetch.queue.backoff.ms": 10, "session.timeout.ms": 6000,
+                                   "fetch.wait.max.ms": fetch_max_wait_ms})
+        self._consumer.subscribe([topic])
+
+    def run(self) -> None:
+        while not self._stop_reading.is_set():
+            # consume(n, timeout) holds what arrived until n messages or the timeout:
+            # up to 200 ms of the reader's own on every sample. Wait for one message,
+            # then take what is already there without waiting.
+            first = self._consumer.poll(0.2)
+            if first is None:
+                continue
+            for message in [first, *self._consumer.consume(1000, 0)]:
+                if message.error():
+                    continue
+                session = self._codec.decode_session(message.value())
+                self.seen.append(session.session_id)
+                sent = self.produced.get((session.station_id, session.end_ms))
+                if sent is not None:
+                    self.latencies.append((time.perf_counter() - sent) * 1000)
+
+    def stop(self) -> None:
+        self._stop_reading.set()
+        self.join(5)
+        self._consumer.close()
+
+
+def _offer(kafka_conf: dict[str, Any], topic: str, load: Workload, rate: float,
+           seconds: float, produced: dict[tuple[str, int], float]) -> None:
+    """Publish `load` at `rate` events/s for at most `seconds`, noting when each station's
+    message went out.
+
+    Offered as ChargeWatch's publisher offers it (idempotent, acks=all, 20 ms linger; the
+    linger counts in every sample). The embedded broker's cost grows with the number of
+    batches it holds: at 1 ms linger, one record a batch at 4,000 records/s took it to a
+    full core and its own p50 from 11 to 400 ms in 30 s.
+    """
+    codec = Codec()
+    producer = Producer({**kafka_conf, **PRODUCER_DEFAULTS})
+    started = time.perf_counter()
+    sent_events = 0
+    for station, events in load.messages:
+        due = started + sent_events / rate
+        if time.perf_counter() > started + seconds:
+            break
+        while time.perf_counter() < due:
+            time.sleep(0.0005)
+        producer.produce(topic, key=station.encode(),
+                         value=codec.encode_meter_events(events, topic))
+        producer.poll(0)
+        produced[(station, events[-1].event_time_ms)] = time.perf_counter()
+        sent_events += len(events)
+    producer.flush(30)
 
 
 @contextlib.contextmanager

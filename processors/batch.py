@@ -133,12 +133,18 @@ class BatchProcessor:
                     if found is not None:
                         out.anomalies.append(found)
         self._detect_on_completed(out)
+        self._finish(out, states, partitions, touched)
+        return out
+
+    def _finish(self, out: BatchOutput, states: dict[str, StationState | None],
+                partitions: dict[str, int], touched: dict[tuple[str, int], None]) -> None:
+        """The batch's running updates of touched connectors and the states to save."""
         now = self._clock_ms()
         for station in partitions:
             self._processed_wall_ms[station] = now
         for station, connector_id in touched:
             state = states[station]
-            running = stitcher.snapshot(state, connector_id) if state else None
+            running = self._stitcher.snapshot(state, connector_id) if state else None
             if running is not None:
                 out.updates.append(running)
         for station, state in states.items():
@@ -146,7 +152,6 @@ class BatchProcessor:
                 blob = state.to_bytes()
                 out.states[station] = (partitions[station], blob)
                 self._saved[station] = (blob, state)
-        return out
 
     def _load(self, station: str,
               load_state: Callable[[str], bytes | None]) -> StationState | None:

@@ -56,6 +56,21 @@ def _read_line(src: BinaryIO) -> tuple[bytes, int | None] | None:
     return raw[:MAX_LINE_BYTES], size + len(rest.rstrip(b"\r\n"))
 
 
+def _event_or_error(raw: bytes, size: int | None, line_no: int) -> MeterEvent | str | None:
+    """The line's event, the reason it is not one, or None for a blank line."""
+    if size is not None:
+        return (f"line {line_no}: {size} bytes, longer than the {MAX_LINE_BYTES}-byte limit; "
+                "not parsed (original truncated)")
+    if not raw.strip():
+        return None
+    try:
+        return parse_event_line(raw.decode("utf-8"), line_no)
+    except UnicodeDecodeError as exc:
+        return f"line {line_no}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
+    except ReplayFormatError as exc:
+        return str(exc)
+
+
 def replay_file(
     path: Path | str,
     publisher: EventPublisher,
@@ -96,28 +111,17 @@ def replay_file(
             lines += 1
             if progress and lines % _PROGRESS_EVERY == 0:
                 progress(lines)
-            if size is not None:
+            found = _event_or_error(raw, size, lines)
+            if found is None:
+                continue
+            if isinstance(found, str):
                 dead += 1
-                dead_letter(raw, lines, f"line {lines}: {size} bytes, longer than the "
-                            f"{MAX_LINE_BYTES}-byte limit; not parsed (original truncated)")
+                dead_letter(raw, lines, found)
                 continue
-            if not raw.strip():
-                continue
-            try:
-                event = parse_event_line(raw.decode("utf-8"), lines)
-            except UnicodeDecodeError as exc:
-                dead += 1
-                dead_letter(raw, lines, f"line {lines}: not valid UTF-8 ({exc.reason} at byte "
-                                        f"{exc.start})")
-                continue
-            except ReplayFormatError as exc:
-                dead += 1
-                dead_letter(raw, lines, str(exc))
-                continue
-            if group and (group[0].station_id != event.station_id
+            if group and (group[0].station_id != found.station_id
                           or len(group) >= events_per_message):
                 send_group()
-            group.append(event)
+            group.append(found)
             events += 1
     send_group()
     if progress:

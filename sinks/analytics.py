@@ -50,6 +50,35 @@ def station_health(client: Client, database: str, **filter_args: Any) -> Report:
          "incomplete_": "incomplete"})
 
 
+# Per station: sessions that started within QUEUE_GAP_MIN of the previous one on the same
+# connector ending (queued back-to-back), and the idle hours of vehicles that blocked them.
+_QUEUE = f"""
+            SELECT station_id,
+                   sum(arrayCount((s, e) -> s - e <= {QUEUE_GAP_MIN} * 60000,
+                                  arrayPopFront(st), arrayPopBack(en))) AS queued,
+                   round(sum(arraySum((s, e, i) -> if(s - e <= {QUEUE_GAP_MIN} * 60000
+                                                      AND i >= {BLOCKING_IDLE_MIN} * 60000, i, 0),
+                                      arrayPopFront(st), arrayPopBack(en), arrayPopBack(idle)))
+                         / 3600000, 2) AS blocking_idle_h
+            FROM (SELECT station_id, arrayMap(x -> x.1, live) AS st,
+                         arrayMap(x -> x.2, live) AS en, arrayMap(x -> x.3, live) AS idle
+                  -- per connector, sorted by start; a version cancelled by its -1 row is
+                  -- dropped (version is in the tuple, so equal values of two versions differ)
+                  FROM (SELECT station_id, arraySort(arrayFilter(x -> NOT has(minus, x), plus))
+                                                AS live
+                        FROM (SELECT station_id, groupArrayIf(t, sign > 0) AS plus,
+                                     groupArrayIf(t, sign < 0) AS minus
+                              FROM (SELECT station_id, connector_id, sign,
+                                           (toUnixTimestamp64Milli(start_time),
+                                            toUnixTimestamp64Milli(end_time),
+                                            toInt64(plugged_ms) - toInt64(charging_ms),
+                                            version) AS t
+                                    FROM {{db:Identifier}}.charging_sessions
+                                    WHERE {where("toDate(start_time, 'UTC')", "station_id")})
+                              GROUP BY station_id, connector_id)))
+            GROUP BY station_id"""
+
+
 def utilization(client: Client, database: str, limit: int | str = 50,
                 **filter_args: Any) -> Report:
     """Per station, busiest first: connectors seen, plugged-in hours, utilization % (plugged
@@ -76,31 +105,7 @@ def utilization(client: Client, database: str, limit: int | str = 50,
                   WHERE {where("toDate(hour)", "station_id")} AND plugged_ms > 0) AS l
             JOIN conn AS c USING station_id
             GROUP BY station_id),
-        queue AS (
-            SELECT station_id,
-                   sum(arrayCount((s, e) -> s - e <= {QUEUE_GAP_MIN} * 60000,
-                                  arrayPopFront(st), arrayPopBack(en))) AS queued,
-                   round(sum(arraySum((s, e, i) -> if(s - e <= {QUEUE_GAP_MIN} * 60000
-                                                      AND i >= {BLOCKING_IDLE_MIN} * 60000, i, 0),
-                                      arrayPopFront(st), arrayPopBack(en), arrayPopBack(idle)))
-                         / 3600000, 2) AS blocking_idle_h
-            FROM (SELECT station_id, arrayMap(x -> x.1, live) AS st,
-                         arrayMap(x -> x.2, live) AS en, arrayMap(x -> x.3, live) AS idle
-                  -- per connector, sorted by start; a version cancelled by its -1 row is
-                  -- dropped (version is in the tuple, so equal values of two versions differ)
-                  FROM (SELECT station_id, arraySort(arrayFilter(x -> NOT has(minus, x), plus))
-                                                AS live
-                        FROM (SELECT station_id, groupArrayIf(t, sign > 0) AS plus,
-                                     groupArrayIf(t, sign < 0) AS minus
-                              FROM (SELECT station_id, connector_id, sign,
-                                           (toUnixTimestamp64Milli(start_time),
-                                            toUnixTimestamp64Milli(end_time),
-                                            toInt64(plugged_ms) - toInt64(charging_ms),
-                                            version) AS t
-                                    FROM {{db:Identifier}}.charging_sessions
-                                    WHERE {where("toDate(start_time, 'UTC')", "station_id")})
-                              GROUP BY station_id, connector_id)))
-            GROUP BY station_id)
+        queue AS ({_QUEUE})
         SELECT o.station_id AS station_id, o.connectors AS connectors,
                round(o.plugged, 2) AS plugged_h,
                round(100 * o.plugged / (o.connectors * (dateDiff('hour',
