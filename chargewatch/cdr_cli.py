@@ -64,7 +64,7 @@ def configured_tariffs(settings: Settings) -> dict[str, Tariff]:
 def find_cdrs(settings: Settings, session_id: str) -> list[Cdr]:
     """The session's CDRs in issue order, from ClickHouse or the sink worker holding chDB."""
     from chargewatch.lookup import ClickHouseSource, SinkWebSource, open_source
-    from sinks.session_sink import load_cdrs
+    from sinks.session_rows import load_cdrs
 
     source = open_source(settings)
     if isinstance(source, ClickHouseSource):
@@ -76,7 +76,7 @@ def find_cdrs(settings: Settings, session_id: str) -> list[Cdr]:
 
 def cdr_records(client: Any, database: str, session_id: str) -> list[dict[str, Any]]:
     """The session's stored CDR rows (what the sink worker's `/cdrs/ID` answers)."""
-    from sinks.session_sink import CDR_COLUMNS, cdr_row, load_cdrs
+    from sinks.session_rows import CDR_COLUMNS, cdr_row, load_cdrs
 
     return [dict(zip(CDR_COLUMNS, cdr_row(c), strict=True))
             for c in load_cdrs(client, database, [session_id]).get(session_id, [])]
@@ -84,7 +84,7 @@ def cdr_records(client: Any, database: str, session_id: str) -> list[dict[str, A
 
 def cdr_from_web(row: dict[str, Any]) -> Cdr:
     """A CDR from the endpoint's JSON, where amounts travel as exact decimal strings."""
-    from sinks.session_sink import cdr_from_row
+    from sinks.session_rows import cdr_from_row
 
     return cdr_from_row({k: Decimal(v) if k.endswith(_AMOUNT_SUFFIXES) and v is not None
                          else v for k, v in row.items()})

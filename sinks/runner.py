@@ -32,18 +32,14 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from schemas.codec import Codec
+from sinks.anomaly_sink import AnomalySink
 from sinks.batches import Intent, Skip, Write, plan
-from sinks.session_sink import (
-    AnomalySink,
-    DeadLetterSink,
-    Message,
-    SessionSink,
-    SessionUpdateSink,
-    Written,
-    load_intents,
-    record_intents,
-)
+from sinks.dead_letter_sink import DeadLetterSink
+from sinks.intents import load_intents, record_intents
+from sinks.session_sink import SessionSink
+from sinks.session_update_sink import SessionUpdateSink
 from sinks.status_sink import StatusSink
+from sinks.table_sink import Message, Written
 
 log = logging.getLogger("chargewatch.sink")
 
@@ -55,7 +51,10 @@ CONSUMER_DEFAULTS = {
     "enable.partition.eof": True,
     "log_level": 4,
 }
-_SHARED_PREFIXES = ("bootstrap.servers", "client.id", "security.", "sasl.", "ssl.", "log_level")
+_SHARED_PREFIXES = ("bootstrap.servers", "client.id", "security.", "sasl.", "ssl.", "log_level",
+                    "logger")
+"""The consumer's keys its dead-letter producer shares: the connection, and the `logger`
+(infra/kafka_config.py) that routes librdkafka's log into ours."""
 _BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _READ_AHEAD_BATCHES = 2
 """While a batch is written, read on until this many batches' worth of messages wait."""
@@ -70,6 +69,11 @@ StepHook = Callable[[str, Intent], None]
 
 class _HookRaised(Exception):
     """A step hook raised in the writer thread; `poll_once` raises its cause."""
+
+
+def producer_config(consumer_conf: dict[str, Any]) -> dict[str, Any]:
+    """The dead-letter producer's configuration: the consumer's shared keys only."""
+    return {k: v for k, v in consumer_conf.items() if k.startswith(_SHARED_PREFIXES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +153,7 @@ class SinkRunner:
         self._rows = self._batches = self._dead = self._retries = self._commit_failures = 0
         self._last_insert_ms = 0.0
         conf = {**CONSUMER_DEFAULTS, **consumer_conf}
-        self._producer = Producer({k: v for k, v in conf.items()
-                                   if k.startswith(_SHARED_PREFIXES)})
+        self._producer = Producer(producer_config(conf))
         self._consumer = Consumer(conf)
         self._consumer.subscribe(list(self._sinks),
                                  on_assign=self._on_assign, on_revoke=self._on_revoke,

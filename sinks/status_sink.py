@@ -2,7 +2,7 @@
 
 The status history is what availability, MTBF and MTTR are computed from
 (charging/station_health.py).
-Writes follow the other sinks (session_sink.py): one insert per batch under the batch's
+Writes follow the other sinks (table_sink.py): one insert per batch under the batch's
 deduplication token; a republished status (processor replay) is the same row key again,
 merged away by ReplacingMergeTree and read with FINAL; undecodable bytes become dead
 letters for the caller to publish.
@@ -17,13 +17,13 @@ from clickhouse_connect.driver.client import Client
 from charging.stations import StationRegistry
 from schemas.records import ConnectorStatus, DeadLetter
 from sinks.clickhouse import check_identifier
-from sinks.session_sink import (
+from sinks.table_sink import (
     Message,
+    TableSink,
     Written,
-    _decode_failure,
-    _insert,
-    _TableSink,
     dead_letter_for,
+    decode_failure,
+    insert_rows,
 )
 
 STATUS_COLUMNS = ["station_id", "connector_id", "time", "event_id", "status", "error_code",
@@ -38,7 +38,7 @@ def status_row(status: ConnectorStatus, partition: int, offset: int) -> tuple:
             s.event_time_ms, s.receive_time_ms, partition, offset)
 
 
-class StatusSink(_TableSink):
+class StatusSink(TableSink):
     """connector-status → `{database}.connector_status`."""
 
     table = "connector_status"
@@ -48,12 +48,12 @@ class StatusSink(_TableSink):
         rows: list[tuple] = []
         letters: list[DeadLetter] = []
         for message in messages:
-            status, error = _decode_failure(message, self.codec.decode_connector_status)
+            status, error = decode_failure(message, self.codec.decode_connector_status)
             if error is None:
                 rows.append(status_row(status, partition, message.offset))
             else:
                 letters.append(dead_letter_for(topic, partition, message, error))
-        _insert(self.client, f"{self.database}.{self.table}", rows, STATUS_COLUMNS, token)
+        insert_rows(self.client, f"{self.database}.{self.table}", rows, STATUS_COLUMNS, token)
         return Written(len(rows), letters)
 
 

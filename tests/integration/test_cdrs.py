@@ -16,7 +16,9 @@ from charging.cdr import Price
 from infra.topics import Topics, ensure_topics
 from schemas.codec import Codec
 from schemas.records import ChargingSession, DimensionCost, SessionPeriod, SessionState
-from sinks.session_sink import Message, SessionSink, load_cdrs
+from sinks.session_rows import load_cdrs
+from sinks.session_sink import SessionSink
+from sinks.table_sink import Message
 from tests.cli import run_cli, running_sink
 
 pytestmark = pytest.mark.integration

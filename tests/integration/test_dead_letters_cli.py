@@ -16,7 +16,7 @@ from chargewatch.dead_letters_cli import query_dead_letters
 from chargewatch.embedded import EmbeddedBroker, free_port
 from infra.clock import now_ms
 from infra.topics import Topics, ensure_topics
-from sinks.session_sink import DEAD_LETTER_COLUMNS
+from sinks.dead_letter_sink import DEAD_LETTER_COLUMNS
 from tests.cli import run_cli, running_sink
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,9 @@ from schemas.records import ChargingSession, SessionPeriod, SessionState
 from sinks.clickhouse import connect
 from sinks.errors import ClickHouseUnavailable, MigrationError
 from sinks.migrate import load_migrations, migrate
-from sinks.session_sink import Message, SessionSink, load_cdrs
+from sinks.session_rows import load_cdrs
+from sinks.session_sink import SessionSink
+from sinks.table_sink import Message
 
 pytestmark = pytest.mark.integration
 

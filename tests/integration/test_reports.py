@@ -14,7 +14,8 @@ from schemas.records import ChargingSession, SessionState
 from sinks import reports
 from sinks.clickhouse import connect
 from sinks.migrate import migrate
-from sinks.session_sink import Message, SessionSink
+from sinks.session_sink import SessionSink
+from sinks.table_sink import Message
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,9 @@ from clickhouse_connect.driver.client import Client
 from schemas.codec import Codec
 from schemas.records import ChargingSession, DimensionCost, SessionPeriod, SessionState
 from sinks.migrate import migrate
-from sinks.session_sink import Message, SessionSink, load_cdrs
+from sinks.session_rows import load_cdrs
+from sinks.session_sink import SessionSink
+from sinks.table_sink import Message
 
 pytestmark = pytest.mark.integration
 

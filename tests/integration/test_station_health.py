@@ -18,8 +18,8 @@ from schemas.records import ConnectorStatus
 from sinks import health_reports
 from sinks.clickhouse import connect
 from sinks.migrate import migrate
-from sinks.session_sink import Message
 from sinks.status_sink import StatusSink, load_stations
+from sinks.table_sink import Message
 
 pytestmark = pytest.mark.integration
 

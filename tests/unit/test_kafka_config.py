@@ -205,3 +205,16 @@ def test_librdkafka_repeats_are_logged_once_a_minute() -> None:
     assert passes("FAIL [thrd:k:9092/bootstrap]: SSL handshake failed")
     now[0] = 61.0
     assert passes(refused.format(7))
+
+
+def test_the_sinks_dead_letter_producer_logs_through_ours_and_connects_alike() -> None:
+    """The sink's producer shares the consumer's connection keys and its logger, and none
+    of the consumer's own keys (librdkafka warns on them)."""
+    from sinks.runner import producer_config
+
+    kafka = _kafka(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                   sasl_username="app", sasl_password="pw")
+    connection = client_config(kafka, "k:9092")
+    conf = producer_config({**connection, "group.id": "g", "enable.auto.commit": False})
+    assert conf == connection
+    assert conf["logger"] is KAFKA_LOG

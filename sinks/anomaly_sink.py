@@ -1,0 +1,50 @@
+"""anomalies → `anomalies`, for on-call and the top-anomalies report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from schemas.records import Anomaly, DeadLetter
+from sinks.table_sink import (
+    Message,
+    TableSink,
+    Written,
+    dead_letter_for,
+    decode_failure,
+    insert_rows,
+)
+
+ANOMALY_COLUMNS = [
+    "anomaly_id", "kind", "severity", "station_id", "connector_id", "session_id", "detected_at",
+    "message", "evidence", "_partition", "_offset",
+]
+
+
+def anomaly_row(anomaly: Anomaly, partition: int, offset: int) -> tuple:
+    """The anomalies row of one anomaly read at (partition, offset) of its topic."""
+    a = anomaly
+    return (a.anomaly_id, a.kind, str(a.severity), a.station_id, a.connector_id, a.session_id,
+            a.detected_ms, a.message, dict(a.evidence), partition, offset)
+
+
+class AnomalySink(TableSink):
+    """anomalies → `{database}.anomalies`; undecodable input becomes a dead letter.
+
+    Anomaly IDs are deterministic, so a republished anomaly is a second row with the same
+    key that ReplacingMergeTree merges away (read with FINAL); no lookup before the insert.
+    """
+
+    table = "anomalies"
+
+    def write(self, topic: str, partition: int, messages: Sequence[Message],
+              token: str) -> Written:
+        rows: list[tuple] = []
+        letters: list[DeadLetter] = []
+        for message in messages:
+            anomaly, error = decode_failure(message, self.codec.decode_anomaly)
+            if error is None:
+                rows.append(anomaly_row(anomaly, partition, message.offset))
+            else:
+                letters.append(dead_letter_for(topic, partition, message, error))
+        insert_rows(self.client, f"{self.database}.{self.table}", rows, ANOMALY_COLUMNS, token)
+        return Written(len(rows), letters)
