@@ -57,6 +57,7 @@ class SinkService:
             codec=Codec(settings.kafka.schema_registry_url),
             batch_size=settings.sink.batch_size,
             batch_ms=settings.sink.batch_ms,
+            coalesce=settings.sink.coalesce,
             anomalies_topic=topics.anomalies,
             status_topic=topics.connector_status,
             updates_topic=topics.session_updates,

@@ -169,6 +169,8 @@ class SinkSettings(BaseModel):
     model_config = _FROZEN
     batch_size: int = Field(50000, ge=1, description="Most rows in one insert.")
     batch_ms: int = Field(500, ge=1, description="Longest a row waits before its insert.")
+    coalesce: bool = Field(True, description="One insert per topic for the batches of its "
+                           "partitions that are ready together (sinks/DESIGN.md).")
     web_port: int = Field(6067, ge=0, le=65535)
 
 

@@ -8,10 +8,8 @@ from schemas.records import Anomaly, DeadLetter
 from sinks.table_sink import (
     Message,
     TableSink,
-    Written,
     dead_letter_for,
     decode_failure,
-    insert_rows,
 )
 
 ANOMALY_COLUMNS = [
@@ -36,8 +34,10 @@ class AnomalySink(TableSink):
 
     table = "anomalies"
 
-    def write(self, topic: str, partition: int, messages: Sequence[Message],
-              token: str) -> Written:
+    columns = ANOMALY_COLUMNS
+
+    def rows(self, topic: str, partition: int, messages: Sequence[Message]
+             ) -> tuple[list[tuple], list[DeadLetter]]:
         rows: list[tuple] = []
         letters: list[DeadLetter] = []
         for message in messages:
@@ -46,5 +46,4 @@ class AnomalySink(TableSink):
                 rows.append(anomaly_row(anomaly, partition, message.offset))
             else:
                 letters.append(dead_letter_for(topic, partition, message, error))
-        insert_rows(self.client, f"{self.database}.{self.table}", rows, ANOMALY_COLUMNS, token)
-        return Written(len(rows), letters)
+        return rows, letters

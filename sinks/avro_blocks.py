@@ -57,13 +57,14 @@ def container(schema: SchemaVersion, bodies: Sequence[bytes]) -> bytes:
     return _block(_header(schema), len(bodies), b"".join(bodies))
 
 
-def sourced_container(schema: SchemaVersion, topic: str, partition: int,
-                      bodies: Sequence[tuple[int, bytes]]) -> bytes:
-    """One container of `(offset, body)` pairs read from `topic[partition]`, each datum
+def sourced_container(schema: SchemaVersion, topic: str,
+                      bodies: Sequence[tuple[int, int, bytes]]) -> bytes:
+    """One container of `(partition, offset, body)` triples read from `topic`, each datum
     extended with SOURCE_FIELDS (module docstring)."""
     encoded = topic.encode()
-    source = _varint(len(encoded)) + encoded + _varint(partition)
-    data = b"".join(b"".join((body, source, _varint(offset))) for offset, body in bodies)
+    name = _varint(len(encoded)) + encoded
+    data = b"".join(b"".join((body, name, _varint(partition), _varint(offset)))
+                    for partition, offset, body in bodies)
     return _block(_header(schema, sourced=True), len(bodies), data)
 
 

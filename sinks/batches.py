@@ -27,11 +27,19 @@ class Intent:
     partition: int
     first: int
     last: int
+    group: str = ""
+    """The token of the insert this range went into with other partitions' ranges (a
+    coalesced insert, `group_token`); "" when it went in alone."""
 
     @property
     def token(self) -> str:
-        """The insert deduplication token: the same range always gives the same token."""
+        """The range's own token: the same range always gives the same token."""
         return f"{self.topic}-{self.partition}-{self.first}-{self.last}"
+
+    @property
+    def insert_token(self) -> str:
+        """The deduplication token of the insert this range was recorded for."""
+        return self.group or self.token
 
     @property
     def next_offset(self) -> int:
@@ -137,3 +145,20 @@ def _new(topic: str, partition: int, offsets: Sequence[int], intent: Intent | No
     case = Case.GAP if intent is not None and offsets[0] > intent.next_offset else Case.NEW
     return Write(count, Intent(topic, partition, offsets[0], offsets[count - 1]), case,
                  record=True)
+
+
+def group_token(intents: Sequence[Intent]) -> str:
+    """The token of one insert of several ranges of one topic: `topic-p-f-l+p-f-l…` by
+    partition, so the same set of ranges always gives the same token, and one range alone
+    its own token. Kafka topic names hold no "+"."""
+    ordered = sorted(intents, key=lambda i: i.partition)
+    return f"{ordered[0].topic}-" + "+".join(f"{i.partition}-{i.first}-{i.last}"
+                                             for i in ordered)
+
+
+def group_ranges(intent: Intent) -> frozenset[tuple[int, int, int]]:
+    """The (partition, first, last) ranges that went into `intent`'s insert."""
+    if not intent.group:
+        return frozenset({(intent.partition, intent.first, intent.last)})
+    ranges = intent.group[len(intent.topic) + 1:].split("+")
+    return frozenset(tuple(int(n) for n in r.split("-")) for r in ranges)  # type: ignore[misc]

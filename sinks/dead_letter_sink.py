@@ -8,10 +8,8 @@ from schemas.records import DeadLetter
 from sinks.table_sink import (
     Message,
     TableSink,
-    Written,
     dead_letter_for,
     decode_failure,
-    insert_rows,
 )
 
 DEAD_LETTER_COLUMNS = [
@@ -31,14 +29,14 @@ class DeadLetterSink(TableSink):
 
     table = "dead_letters"
 
-    def write(self, topic: str, partition: int, messages: Sequence[Message],
-              token: str) -> Written:
+    columns = DEAD_LETTER_COLUMNS
+
+    def rows(self, topic: str, partition: int, messages: Sequence[Message]
+             ) -> tuple[list[tuple], list[DeadLetter]]:
         rows: list[tuple] = []
         for message in messages:
             letter, error = decode_failure(message, self.codec.decode_dead_letter)
             if error is not None:
                 letter = dead_letter_for(topic, partition, message, error)
             rows.append(dead_letter_row(letter, partition, message.offset))
-        insert_rows(self.client, f"{self.database}.{self.table}", rows, DEAD_LETTER_COLUMNS,
-                    token)
-        return Written(len(rows), [])
+        return rows, []

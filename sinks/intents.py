@@ -17,15 +17,16 @@ from sinks.table_sink import insert_rows
 def load_intents(client: Client, database: str, topic: str) -> dict[int, Intent]:
     """The last recorded intent of every partition of `topic` (its highest range)."""
     result = client.query(
-        "SELECT partition, argMax(first_offset, last_offset), max(last_offset) "
+        "SELECT partition, argMax(first_offset, last_offset), max(last_offset), "
+        "argMax(insert_token, last_offset) "
         "FROM {db:Identifier}.sink_batches WHERE topic = {topic:String} GROUP BY partition",
         parameters={"db": check_identifier(database), "topic": topic})
-    return {int(p): Intent(topic, int(p), int(first), int(last))
-            for p, first, last in result.result_rows}
+    return {int(p): Intent(topic, int(p), int(first), int(last), group)
+            for p, first, last, group in result.result_rows}
 
 
 def record_intents(client: Client, database: str, intents: Sequence[Intent]) -> None:
     """Record batches' ranges before their inserts (see sinks/DESIGN.md), in one insert."""
     insert_rows(client, f"{check_identifier(database)}.sink_batches",
-                [(i.topic, i.partition, i.first, i.last) for i in intents],
-                ["topic", "partition", "first_offset", "last_offset"], None)
+                [(i.topic, i.partition, i.first, i.last, i.group) for i in intents],
+                ["topic", "partition", "first_offset", "last_offset", "insert_token"], None)

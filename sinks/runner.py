@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -33,13 +33,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from schemas.codec import Codec
 from sinks.anomaly_sink import AnomalySink
-from sinks.batches import Intent, Skip, Write, plan
+from sinks.batches import Intent, Skip, Write, group_ranges, group_token, plan
 from sinks.dead_letter_sink import DeadLetterSink
 from sinks.intents import load_intents, record_intents
 from sinks.session_sink import SessionSink
 from sinks.session_update_sink import SessionUpdateSink
 from sinks.status_sink import StatusSink
-from sinks.table_sink import Message, Written
+from sinks.table_sink import Message, Part, TableSink, Written
 
 log = logging.getLogger("chargewatch.sink")
 
@@ -80,6 +80,9 @@ def producer_config(consumer_conf: dict[str, Any]) -> dict[str, Any]:
 class SinkStats:
     rows_written: int
     batches: int
+    """Partition batches (offset ranges) written."""
+    inserts: int
+    """Inserts they took: fewer when a topic's partitions are coalesced."""
     dead_lettered: int
     last_insert_ms: float
     retries: int
@@ -101,15 +104,28 @@ class _Partition:
     retry: Write | None = None
     """A batch whose insert or publish failed: written again, unchanged, before anything else."""
     job: _Job | None = None
-    """Its batch in flight, if any."""
+    """The insert its batch is in, while in flight."""
+
+
+Member = tuple[_Partition, Write]
+"""One partition's batch in an insert."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Insert:
+    """What goes into one insert: one topic's partition batches, under `token`. `split`: a
+    range whose coalesced insert may have landed, written again alone (probe first)."""
+
+    token: str
+    members: list[Member]
+    split: bool = False
 
 
 @dataclass
 class _Job:
-    """A batch in the pipeline; `done` once settled (True: committed)."""
+    """An insert in the pipeline; `done` once settled (True: committed)."""
 
-    part: _Partition
-    step: Write
+    members: list[Member]
     started: float
     prepared: Future[Any]
     insert: Future[Written]
@@ -121,13 +137,16 @@ class SinkRunner:
 
     `anomalies_topic`, when given, is consumed too (into `anomalies`); so are `status_topic`
     (into `connector_status`) and `updates_topic` (into `session_updates`).
+    `coalesce` puts the batches of a topic's partitions that are ready together into one
+    insert (sinks/DESIGN.md); off, each partition's batch is an insert of its own.
     """
 
     def __init__(self, consumer_conf: dict[str, Any], sessions_topic: str,
                  dead_letters_topic: str, client: Client, database: str, codec: Codec,
                  batch_size: int = 5000, batch_ms: int = 500, *,
                  on_step: StepHook | None = None, anomalies_topic: str | None = None,
-                 status_topic: str | None = None, updates_topic: str | None = None) -> None:
+                 status_topic: str | None = None, updates_topic: str | None = None,
+                 coalesce: bool = True) -> None:
         self.sessions_topic = sessions_topic
         self.dead_letters_topic = dead_letters_topic
         self.client = client
@@ -135,6 +154,7 @@ class SinkRunner:
         self.codec = codec
         self.batch_size = batch_size
         self.batch_ms = batch_ms
+        self.coalesce = coalesce
         self._on_step = on_step
         self._sinks = {sessions_topic: SessionSink(client, database, codec),
                        dead_letters_topic: DeadLetterSink(client, database, codec)}
@@ -150,7 +170,8 @@ class SinkRunner:
         self._in_flight: list[_Job] = []
         self._blocked_until = 0.0
         self._failures = 0
-        self._rows = self._batches = self._dead = self._retries = self._commit_failures = 0
+        self._rows = self._batches = self._inserts = self._dead = self._retries = 0
+        self._commit_failures = 0
         self._last_insert_ms = 0.0
         conf = {**CONSUMER_DEFAULTS, **consumer_conf}
         self._producer = Producer(producer_config(conf))
@@ -239,16 +260,52 @@ class SinkRunner:
     def _send_ready(self) -> None:
         """Send every ready batch down the pipeline: the new ranges' intents first, all in
         one insert (one per batch cost a third of the sink's time at a few rows per batch),
-        then each batch's insert."""
+        then the inserts, each topic's batches coalesced."""
         writes = self._ready_writes()
         if not writes:
             return
-        intents = [step.intent for _, step in writes if step.record]
+        inserts = self._inserts_of(writes)
+        intents = [step.intent for ins in inserts for _, step in ins.members if step.record]
         recorded = self._writer.submit(self._record, intents)
-        for part, step in writes:
-            if step.record:
-                part.intent = step.intent  # a failed recording retries this same step
-            part.job = self._submit(part, step, recorded)
+        for ins in inserts:
+            for part, step in ins.members:
+                if step.record:
+                    part.intent = step.intent  # a failed recording retries this same step
+            job = self._submit(ins, recorded)
+            for part, _ in ins.members:
+                part.job = job
+
+    def _inserts_of(self, writes: list[Member]) -> list[_Insert]:
+        """Group the ready batches into inserts (sinks/DESIGN.md, "Coalescing"): a topic's
+        new ranges into one insert under their group token; a range that was recorded for
+        an insert before (a retry, or a rebuild after a restart) into that same insert when
+        every range of it is here again, else alone, as a split range."""
+        by_topic: dict[str, list[Member]] = {}
+        for member in writes:
+            by_topic.setdefault(member[0].topic, []).append(member)
+        inserts: list[_Insert] = []
+        for members in by_topic.values():
+            fresh = [m for m in members if m[1].record and not m[1].intent.group]
+            if len(fresh) > 1 and self.coalesce:
+                token = group_token([step.intent for _, step in fresh])
+                inserts.append(_Insert(token, [
+                    (part, replace(step, intent=replace(step.intent, group=token)))
+                    for part, step in fresh]))
+            else:
+                inserts += [_Insert(step.intent.token, [(part, step)]) for part, step in fresh]
+            carried: dict[str, list[Member]] = {}
+            for member in members:
+                if not (member[1].record and not member[1].intent.group):
+                    carried.setdefault(member[1].intent.insert_token, []).append(member)
+            for token, held in carried.items():
+                ranges = {(i.partition, i.first, i.last) for i in (s.intent for _, s in held)}
+                if ranges == group_ranges(held[0][1].intent):
+                    inserts.append(_Insert(token, held))
+                else:
+                    log.info("%s split from its insert %s: written alone after a probe",
+                             [m[1].intent.token for m in held], token)
+                    inserts += [_Insert(m[1].intent.token, [m], split=True) for m in held]
+        return inserts
 
     def _record(self, intents: list[Intent]) -> None:
         record_intents(self.client, self.database, intents)
@@ -259,14 +316,25 @@ class SinkRunner:
                 raise _HookRaised() from exc
 
     def _ready_writes(self) -> list[tuple[_Partition, Write]]:
-        """The next batch of each partition that has one ready (skipping what is stored)."""
+        """The next batch of each partition that has one ready (skipping what is stored).
+
+        Coalescing, a topic is due as a whole: when one of its partitions' batches is due
+        (by time or at the partition's end), every partition of it with messages waiting
+        sends its batch too, so the topic takes one insert per interval, not one per
+        partition at its own moment."""
         now = time.monotonic()
+        parts = list(self._parts.values())
+        due = {(p.topic, p.partition): (now - p.oldest) * 1000 >= self.batch_ms for p in parts}
+        if self.coalesce:
+            topics = {p.topic for p in parts if p.job is None and p.messages
+                      and (due[(p.topic, p.partition)] or p.end_offset is not None)}
+            due = {key: flag or key[0] in topics for key, flag in due.items()}
         writes: list[tuple[_Partition, Write]] = []
-        for part in list(self._parts.values()):
+        for part in parts:
             while part.job is None:
                 step = part.retry or plan(
                     part.topic, part.partition, [m.offset for m in part.messages], part.intent,
-                    max_size=self.batch_size, due=(now - part.oldest) * 1000 >= self.batch_ms,
+                    max_size=self.batch_size, due=due[(part.topic, part.partition)],
                     end_offset=part.end_offset)
                 if isinstance(step, Skip):
                     self._commit(part, part.messages[step.count - 1].offset + 1)
@@ -277,20 +345,40 @@ class SinkRunner:
                 break
         return writes
 
-    def _submit(self, part: _Partition, step: Write, recorded: Future[None]) -> _Job:
-        """Send one batch: prepared in one thread, inserted in the writer once its intent
-        is recorded."""
-        sink = self._sinks[part.topic]
-        prepared = self._preparer.submit(sink.prepare, part.topic, part.partition,
-                                         part.messages[:step.count])
+    def _submit(self, ins: _Insert, recorded: Future[None]) -> _Job:
+        """Send one insert: prepared in one thread, inserted in the writer once its intents
+        are recorded."""
+        topic = ins.members[0][0].topic
+        sink = self._sinks[topic]
+        parts = [(part.partition, part.messages[:step.count]) for part, step in ins.members]
+        if ins.split:
+            prepared = self._preparer.submit(lambda: None)
 
-        def insert() -> Written:
-            recorded.result()
-            return sink.insert(prepared.result(), step.intent.token)
+            def insert() -> Written:
+                recorded.result()
+                return self._write_split(sink, topic, parts[0], ins.members[0][1].intent)
+        else:
+            prepared = self._preparer.submit(sink.prepare, topic, parts)
 
-        job = _Job(part, step, time.perf_counter(), prepared, self._writer.submit(insert))
+            def insert() -> Written:
+                recorded.result()
+                return sink.insert(prepared.result(), ins.token)
+
+        job = _Job(ins.members, time.perf_counter(), prepared, self._writer.submit(insert))
         self._in_flight.append(job)
         return job
+
+    @staticmethod
+    def _write_split(sink: TableSink, topic: str, part: Part, intent: Intent) -> Written:
+        """Write a range split from its coalesced insert: only its offsets the table does
+        not hold (the range probe), under a token naming how many those are (a range only
+        loses offsets to a landed insert, so each retry writes fewer)."""
+        partition, messages = part
+        stored = sink.stored_offsets(partition, intent.first, intent.last)
+        if stored:
+            messages = [m for m in messages if m.offset not in stored]
+        return sink.insert(sink.prepare(topic, [(partition, messages)]),
+                           f"{intent.token}-rest{len(messages)}")
 
     def _settle_ended(self) -> None:
         while self._in_flight and self._in_flight[0].insert.done():
@@ -309,7 +397,8 @@ class SinkRunner:
         """Publish, commit and drop the batch from its buffer, or schedule its retry and
         take back the batches behind it that have not started."""
         self._in_flight.remove(job)
-        job.part.job = None
+        for part, _ in job.members:
+            part.job = None
         job.done = self._after_insert(job)
         self._account(job)
         if not job.done:
@@ -317,44 +406,48 @@ class SinkRunner:
                 if later.insert.cancel():
                     later.prepared.cancel()
                     self._in_flight.remove(later)
-                    later.part.job = None
+                    for part, _ in later.members:
+                        part.job = None
                     later.done = False
                     self._account(later)
 
     def _account(self, job: _Job) -> None:
-        part = job.part
-        if self._parts.get((part.topic, part.partition)) is not part:
-            return  # revoked: its next owner rebuilds the batch from the intent
-        part.retry = None if job.done else job.step
-        if job.done:
-            del part.messages[:job.step.count]
-            part.oldest = time.monotonic()
+        for part, step in job.members:
+            if self._parts.get((part.topic, part.partition)) is not part:
+                continue  # revoked: its next owner rebuilds the batch from the intent
+            part.retry = None if job.done else step
+            if job.done:
+                del part.messages[:step.count]
+                part.oldest = time.monotonic()
 
     def _after_insert(self, job: _Job) -> bool:
-        """Publish dead letters and commit once the insert is done (the intent is recorded).
+        """Publish dead letters and commit once the insert is done (the intents are recorded).
 
-        On a ClickHouse or delivery failure: pause, schedule a retry of this same step,
+        On a ClickHouse or delivery failure: pause, schedule a retry of these same batches,
         return False.
         """
-        intent = job.step.intent
+        token = job.members[0][1].intent.insert_token
         try:
             written = job.insert.result()
         except _HookRaised as exc:
             raise exc.__cause__ from None  # noqa: B904 - the hook's own exception, as it was
         except Exception as exc:  # noqa: BLE001 - any ClickHouse failure: retry the same batch
-            self._retry_later(f"insert {intent.token} failed: {exc}")
+            self._retry_later(f"insert {token} failed: {exc}")
             return False
-        self._hook("inserted", intent)
+        for _, step in job.members:
+            self._hook("inserted", step.intent)
         try:
             self._publish(written)
         except KafkaException as exc:
-            self._retry_later(f"dead letters of {intent.token} not delivered: {exc}")
+            self._retry_later(f"dead letters of {token} not delivered: {exc}")
             return False
         self._last_insert_ms = (time.perf_counter() - job.started) * 1000
         self._rows += written.rows
-        self._batches += 1
+        self._batches += len(job.members)
+        self._inserts += 1
         self._dead += len(written.dead_letters)
-        self._commit(job.part, intent.next_offset)
+        for part, step in job.members:
+            self._commit(part, step.intent.next_offset)
         if self._failures:
             self._failures = 0
             self._blocked_until = 0.0
@@ -413,7 +506,8 @@ class SinkRunner:
 
     @property
     def stats(self) -> SinkStats:
-        return SinkStats(self._rows, self._batches, self._dead, self._last_insert_ms,
+        return SinkStats(self._rows, self._batches, self._inserts, self._dead,
+                         self._last_insert_ms,
                          self._retries, self._commit_failures, self._buffered())
 
     def stats_dict(self) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from sinks.session_rows import (
 )
 from sinks.table_sink import (
     Message,
+    Part,
     TableSink,
     Written,
     dead_letter_for,
@@ -58,15 +59,18 @@ _FAST_VIEWS = {"parallel_view_processing": 1, "optimize_on_insert": 0}
 of the same key to the merges (every reader uses FINAL or GROUP BY). x1.7 here."""
 
 
+Sourced = tuple[int, Message]
+"""A message with the partition it was read from (a coalesced batch holds several)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _SessionBatch:
     """A sessions batch split for writing (SessionSink.prepare)."""
 
     topic: str
-    partition: int
-    messages: Sequence[Message]
-    firsts: dict[str, tuple[Message, bytes]]
-    rest: list[Message]
+    parts: Sequence[Part]
+    firsts: dict[str, tuple[int, Message, bytes]]
+    rest: list[Sourced]
     container: bytes
     """The Avro container of every first version, for when none is stored yet."""
 
@@ -83,7 +87,8 @@ class SessionSink(TableSink):
 
     The two parts hold different sessions, so neither depends on the other. A retry of a
     batch whose container landed finds those sessions stored and sends them through
-    `_write_decoded`, which skips their rows and issues only CDRs still missing.
+    `_write_decoded`, which skips their rows and issues only CDRs still missing. So writing
+    a batch again writes only what is missing, whatever its token (`stored_offsets`).
     """
 
     table = "charging_sessions"
@@ -96,71 +101,74 @@ class SessionSink(TableSink):
         self._probe_table = f"stored_probe_{uuid.uuid4().hex}"
         """Per sink: sinks sharing a client (and so its session) never mix their ids."""
 
-    def write(self, topic: str, partition: int, messages: Sequence[Message],
-              token: str) -> Written:
-        return self.insert(self.prepare(topic, partition, messages), token)
-
-    def prepare(self, topic: str, partition: int,
-                messages: Sequence[Message]) -> _SessionBatch:
-        firsts, rest = self._first_versions(messages)
-        return _SessionBatch(topic, partition, messages, firsts, rest, self._container(
-            topic, partition, [(m.offset, body) for m, body in firsts.values()]))
+    def prepare(self, topic: str, parts: Sequence[Part]) -> _SessionBatch:
+        firsts, rest = self._first_versions(parts)
+        return _SessionBatch(topic, parts, firsts, rest, self._container(
+            topic, [(p, m.offset, body) for p, m, body in firsts.values()]))
 
     def insert(self, prepared: _SessionBatch, token: str) -> Written:
-        topic, partition, firsts = prepared.topic, prepared.partition, prepared.firsts
+        topic, firsts = prepared.topic, prepared.firsts
         stored = self._stored_ids(set(firsts))
-        rest = [*prepared.rest, *(m for sid, (m, _) in firsts.items() if sid in stored)]
+        rest = [*prepared.rest, *((p, m) for sid, (p, m, _) in firsts.items() if sid in stored)]
         fresh = len(firsts) - len(stored)
         if fresh:
             block = prepared.container if not stored else self._container(
-                topic, partition,
-                [(m.offset, body) for sid, (m, body) in firsts.items() if sid not in stored])
+                topic, [(p, m.offset, body) for sid, (p, m, body) in firsts.items()
+                        if sid not in stored])
             try:
                 self.client.raw_insert(
                     f"{self.database}.sessions_in", self._columns, insert_block=block,
                     fmt="Avro", settings={**dedup(f"{token}-avro"), **_FAST_VIEWS})
             except Exception:  # noqa: BLE001 - decode in Python; it raises again if ClickHouse is down
-                return self._write_decoded(topic, partition, prepared.messages, token)
+                return self._write_decoded(topic, prepared.parts, token)
         if not rest:
             return Written(fresh, [])
-        rest.sort(key=lambda m: m.offset)
-        written = self._write_decoded(topic, partition, rest, token)
+        rest.sort(key=lambda pm: (pm[0], pm[1].offset))
+        parts: dict[int, list[Message]] = {}
+        for partition, message in rest:
+            parts.setdefault(partition, []).append(message)
+        written = self._write_decoded(topic, list(parts.items()), token)
         return Written(fresh + written.rows, written.dead_letters)
 
-    def _container(self, topic: str, partition: int, bodies: list[tuple[int, bytes]]) -> bytes:
-        return sourced_container(self._schema, topic, partition, bodies) if bodies else b""
+    def stored_offsets(self, partition: int, first: int, last: int) -> None:
+        """None: writing a batch again writes only what is missing (class docstring)."""
+        return None
 
-    def _first_versions(self, messages: Sequence[Message]
-                        ) -> tuple[dict[str, tuple[Message, bytes]], list[Message]]:
+    def _container(self, topic: str, bodies: list[tuple[int, int, bytes]]) -> bytes:
+        return sourced_container(self._schema, topic, bodies) if bodies else b""
+
+    def _first_versions(self, parts: Sequence[Part]
+                        ) -> tuple[dict[str, tuple[int, Message, bytes]], list[Sourced]]:
         """Version-1 messages of the current schema whose session the batch holds once
-        (by session id, with their bodies), and every other message."""
-        firsts: dict[str, tuple[Message, bytes]] = {}
-        rest: list[Message] = []
+        (by session id, with their partitions and bodies), and every other message."""
+        firsts: dict[str, tuple[int, Message, bytes]] = {}
+        rest: list[Sourced] = []
         seen: set[str] = set()
         header = self._header
-        for message in messages:
-            value = message.value or b""
-            try:
-                if value.startswith(header):
-                    start = len(header)
+        for partition, messages in parts:
+            for message in messages:
+                value = message.value or b""
+                try:
+                    if value.startswith(header):
+                        start = len(header)
+                    else:
+                        writer, start = self.codec.writer_of(value)
+                        if writer is not self._schema:
+                            raise ValueError(writer.label)
+                    session_id, version = leading_string_and_int(value, start)
+                except (DecodeError, ValueError, EOFError, IndexError, UnicodeDecodeError):
+                    rest.append((partition, message))
+                    continue
+                if session_id in seen or "\n" in session_id:  # "\n": see _stored_ids
+                    if (first := firsts.pop(session_id, None)) is not None:
+                        rest.append(first[:2])
+                    rest.append((partition, message))
+                    continue
+                seen.add(session_id)
+                if version == 1:
+                    firsts[session_id] = (partition, message, value[start:])
                 else:
-                    writer, start = self.codec.writer_of(value)
-                    if writer is not self._schema:
-                        raise ValueError(writer.label)
-                session_id, version = leading_string_and_int(value, start)
-            except (DecodeError, ValueError, EOFError, IndexError, UnicodeDecodeError):
-                rest.append(message)
-                continue
-            if session_id in seen or "\n" in session_id:  # "\n": see _stored_ids
-                if (first := firsts.pop(session_id, None)) is not None:
-                    rest.append(first[0])
-                rest.append(message)
-                continue
-            seen.add(session_id)
-            if version == 1:
-                firsts[session_id] = (message, message.value[start:])
-            else:
-                rest.append(message)
+                    rest.append((partition, message))
         return firsts, rest
 
     def _stored_ids(self, session_ids: set[str]) -> set[str]:
@@ -186,21 +194,21 @@ class SessionSink(TableSink):
             f"WHERE session_id IN {table}", parameters={"db": self.database})
         return {row[0] for row in result.result_rows}
 
-    def _write_decoded(self, topic: str, partition: int, messages: Sequence[Message],
-                       token: str) -> Written:
+    def _write_decoded(self, topic: str, parts: Sequence[Part], token: str) -> Written:
         """Decode in Python: check stored versions, write cancel rows and issue CDRs."""
-        decoded: list[tuple[ChargingSession, int]] = []
+        decoded: list[tuple[ChargingSession, int, int]] = []
         letters: list[DeadLetter] = []
-        for message in messages:
-            session, error = decode_failure(message, self.codec.decode_session)
-            if error is None:
-                decoded.append((session, message.offset))
-            else:
-                letters.append(dead_letter_for(topic, partition, message, error))
-        live = self._stored({s.session_id for s, _ in decoded})
+        for partition, messages in parts:
+            for message in messages:
+                session, error = decode_failure(message, self.codec.decode_session)
+                if error is None:
+                    decoded.append((session, partition, message.offset))
+                else:
+                    letters.append(dead_letter_for(topic, partition, message, error))
+        live = self._stored({s.session_id for s, _, _ in decoded})
         stored_before = set(live)
         rows: list[tuple] = []
-        for session, offset in decoded:
+        for session, partition, offset in decoded:
             stored = live.get(session.session_id)
             if stored is not None and stored[1] >= session.version:
                 continue  # this version (or a newer one) is already stored
@@ -214,7 +222,7 @@ class SessionSink(TableSink):
                 CDR_COLUMNS, token)
         return Written(len(decoded), letters)
 
-    def _cdr_rows(self, decoded: list[tuple[ChargingSession, int]],
+    def _cdr_rows(self, decoded: list[tuple[ChargingSession, int, int]],
                   stored_before: set[str]) -> list[tuple]:
         """The CDRs this batch's session versions issue (module docstring).
 
@@ -222,7 +230,7 @@ class SessionSink(TableSink):
         inserted after its row), so only stored or corrected sessions are looked up: the
         common case, a first version, costs no query.
         """
-        closed = [s for s, _ in decoded if s.state is not SessionState.OPEN and s.version >= 1]
+        closed = [s for s, _, _ in decoded if s.state is not SessionState.OPEN and s.version >= 1]
         issued = load_cdrs(self.client, self.database,
                            {s.session_id for s in closed
                             if s.version > 1 or s.session_id in stored_before})

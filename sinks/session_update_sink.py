@@ -9,12 +9,12 @@ from schemas.records import DeadLetter
 from sinks.avro_blocks import container
 from sinks.table_sink import (
     Message,
+    Part,
     TableSink,
     Written,
     dead_letter_for,
     decode_failure,
     dedup,
-    insert_rows,
 )
 
 UPDATE_COLUMNS = [
@@ -42,20 +42,22 @@ class SessionUpdateSink(TableSink):
     """
 
     table = "session_updates"
+    columns = UPDATE_COLUMNS
 
-    def write(self, topic: str, partition: int, messages: Sequence[Message],
-              token: str) -> Written:
+    def insert(self, prepared: tuple[str, Sequence[Part]], token: str) -> Written:
+        topic, parts = prepared
         bodies: dict[SchemaVersion, list[bytes]] = {}
         letters: list[DeadLetter] = []
-        for message in messages:
-            found, error = decode_failure(message, self.codec.writer_of)
-            if error is None:
-                writer, start = found
-                if writer.name == "ChargingSession":
-                    bodies.setdefault(writer, []).append(message.value[start:])
-                    continue
-                error = f"expected ChargingSession, got {writer.label}"
-            letters.append(dead_letter_for(topic, partition, message, error))
+        for partition, messages in parts:
+            for message in messages:
+                found, error = decode_failure(message, self.codec.writer_of)
+                if error is None:
+                    writer, start = found
+                    if writer.name == "ChargingSession":
+                        bodies.setdefault(writer, []).append(message.value[start:])
+                        continue
+                    error = f"expected ChargingSession, got {writer.label}"
+                letters.append(dead_letter_for(topic, partition, message, error))
         try:
             for n, (writer, group) in enumerate(bodies.items()):
                 self.client.raw_insert(
@@ -63,11 +65,12 @@ class SessionUpdateSink(TableSink):
                     insert_block=container(writer, group), fmt="Avro",
                     settings=dedup(f"{token}-{n}"))
         except Exception:  # noqa: BLE001 - decode in Python; it raises again if ClickHouse is down
-            return self._write_decoded(topic, partition, messages, token)
+            return super().insert(prepared, token)
         return Written(sum(map(len, bodies.values())), letters)
 
-    def _write_decoded(self, topic: str, partition: int, messages: Sequence[Message],
-                       token: str) -> Written:
+    def rows(self, topic: str, partition: int, messages: Sequence[Message]
+             ) -> tuple[list[tuple], list[DeadLetter]]:
+        """The decoding path: rows decoded in Python."""
         rows: list[tuple] = []
         letters: list[DeadLetter] = []
         for message in messages:
@@ -78,5 +81,9 @@ class SessionUpdateSink(TableSink):
                              s.avg_power_w, s.cost, s.currency))
             else:
                 letters.append(dead_letter_for(topic, partition, message, error))
-        insert_rows(self.client, f"{self.database}.{self.table}", rows, UPDATE_COLUMNS, token)
-        return Written(len(rows), letters)
+        return rows, letters
+
+    def stored_offsets(self, partition: int, first: int, last: int) -> None:
+        """None: a repeated update is the same row of a ReplacingMergeTree (no view reads
+        the table), so a split batch is written again whole."""
+        return None

@@ -20,10 +20,8 @@ from sinks.clickhouse import check_identifier
 from sinks.table_sink import (
     Message,
     TableSink,
-    Written,
     dead_letter_for,
     decode_failure,
-    insert_rows,
 )
 
 STATUS_COLUMNS = ["station_id", "connector_id", "time", "event_id", "status", "error_code",
@@ -43,8 +41,10 @@ class StatusSink(TableSink):
 
     table = "connector_status"
 
-    def write(self, topic: str, partition: int, messages: Sequence[Message],
-              token: str) -> Written:
+    columns = STATUS_COLUMNS
+
+    def rows(self, topic: str, partition: int, messages: Sequence[Message]
+             ) -> tuple[list[tuple], list[DeadLetter]]:
         rows: list[tuple] = []
         letters: list[DeadLetter] = []
         for message in messages:
@@ -53,8 +53,7 @@ class StatusSink(TableSink):
                 rows.append(status_row(status, partition, message.offset))
             else:
                 letters.append(dead_letter_for(topic, partition, message, error))
-        insert_rows(self.client, f"{self.database}.{self.table}", rows, STATUS_COLUMNS, token)
-        return Written(len(rows), letters)
+        return rows, letters
 
 
 def load_stations(client: Client, database: str, registry: StationRegistry) -> int:

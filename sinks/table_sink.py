@@ -60,28 +60,62 @@ def decode_failure(message: Message, decode: Any) -> tuple[Any, str | None]:
         return None, str(exc) or type(exc).__name__
 
 
+Part = tuple[int, Sequence[Message]]
+"""One partition's messages in a batch; a coalesced batch holds several partitions' parts."""
+
+
 class TableSink:
-    """A sink writing one topic's records into one table of `database`."""
+    """A sink writing one topic's records into one table of `database`.
+
+    A sink that can build its rows message by message gives `columns` and `rows`; the
+    others override `prepare` and `insert`.
+    """
 
     table: str
+    columns: list[str]
 
     def __init__(self, client: Client, database: str, codec: Codec) -> None:
         self.client = client
         self.database = check_identifier(database)
         self.codec = codec
 
-    def write(self, topic: str, partition: int, messages: Sequence[Message],
-              token: str) -> Written:
+    def rows(self, topic: str, partition: int, messages: Sequence[Message]
+             ) -> tuple[list[tuple], list[DeadLetter]]:
+        """The rows of one partition's messages, and dead letters for what does not decode."""
         raise NotImplementedError
 
-    def prepare(self, topic: str, partition: int, messages: Sequence[Message]) -> Any:
+    def write(self, topic: str, partition: int, messages: Sequence[Message],
+              token: str) -> Written:
+        """Write one partition's batch under `token`."""
+        return self.insert(self.prepare(topic, [(partition, messages)]), token)
+
+    def prepare(self, topic: str, parts: Sequence[Part]) -> Any:
         """The part of writing a batch that asks ClickHouse nothing: the runner runs it
         ahead, while the previous batch is inserted. By default the batch as it is."""
-        return topic, partition, messages
+        return topic, parts
 
     def insert(self, prepared: Any, token: str) -> Written:
-        """Write a batch `prepare` returned, under `token`."""
-        return self.write(*prepared, token)
+        """Write a batch `prepare` returned, under `token`, in one insert."""
+        topic, parts = prepared
+        rows: list[tuple] = []
+        letters: list[DeadLetter] = []
+        for partition, messages in parts:
+            more, undecoded = self.rows(topic, partition, messages)
+            rows += more
+            letters += undecoded
+        insert_rows(self.client, f"{self.database}.{self.table}", rows, self.columns, token)
+        return Written(len(rows), letters)
+
+    def stored_offsets(self, partition: int, first: int, last: int) -> set[int] | None:
+        """The offsets in `[first, last]` of `partition` that have a row in the table (the
+        range probe of a split coalesced batch, sinks/DESIGN.md); None from a sink whose
+        write itself skips what is stored."""
+        result = self.client.query(
+            "SELECT DISTINCT _offset FROM {db:Identifier}.{table:Identifier} "
+            "WHERE _partition = {p:Int32} AND _offset BETWEEN {f:Int64} AND {l:Int64}",
+            parameters={"db": self.database, "table": self.table, "p": partition,
+                        "f": first, "l": last})
+        return {int(row[0]) for row in result.result_rows}
 
 
 def dedup(token: str) -> dict[str, Any]:

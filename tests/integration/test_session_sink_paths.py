@@ -122,7 +122,7 @@ def test_first_versions_stored_by_clickhouse_equal_the_python_path_rows(
     batch = messages(varied())
     written = SessionSink(recording, database, CODEC).write(TOPIC, 3, batch, "t-3-0-5")
     assert recording.avro_tables == ["sessions_in"] and written.rows == len(batch)
-    SessionSink(client, python_database, CODEC)._write_decoded(TOPIC, 3, batch, "t-3-0-5")
+    SessionSink(client, python_database, CODEC)._write_decoded(TOPIC, [(3, batch)], "t-3-0-5")
     by_clickhouse, by_python = stored(client, database), stored(client, python_database)
     assert len(by_clickhouse["charging_sessions"]) == len(batch)
     assert len(by_clickhouse["cdrs"]) == len(batch)
@@ -139,7 +139,7 @@ def test_floats_whose_json_differs_go_through_clickhouse_and_read_back_as_writte
     batch = messages([*varied(), replace(base("B-tiny"), periods=odd)])
     written = SessionSink(recording, database, CODEC).write(TOPIC, 0, batch, "t-0-0-6")
     assert recording.avro_tables == ["sessions_in"] and written.rows == len(batch)
-    SessionSink(client, python_database, CODEC)._write_decoded(TOPIC, 0, batch, "t-0-0-6")
+    SessionSink(client, python_database, CODEC)._write_decoded(TOPIC, [(0, batch)], "t-0-0-6")
     assert stored(client, database) == stored(client, python_database)
     assert load_cdrs(client, database, ["B-tiny"])["B-tiny"][0].periods == odd
     periods = client.query(f"SELECT charging_periods FROM {database}.cdrs "

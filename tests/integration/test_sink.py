@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from chargewatch.embedded import EmbeddedBroker
 from infra.topics import Topics, ensure_topics
 from schemas.codec import Codec
-from schemas.records import ChargingSession, SessionState
+from schemas.records import ChargingSession, DeadLetter, SessionState
 from sinks.batches import Intent
 from sinks.runner import SinkRunner
 
@@ -253,3 +254,84 @@ def test_a_second_sink_joining_mid_insert_leaves_every_row_once(
     assert count(client, database) == (total, total)
     assert second.stats.batches > 0, "the second sink never got a partition"
     assert committed_total(broker, topics) == total
+
+
+def letter(i: int) -> DeadLetter:
+    return DeadLetter(original=f"bad-{i}".encode(), source_topic="meter-events",
+                      source_partition=i % 3, source_offset=i, stage="processor",
+                      error="unusable", failed_ms=1_717_000_000_000)
+
+
+def crash_in_coalesced(stage: str, topic: str) -> Callable[[str, Intent], None]:
+    """Dies at `stage` of the first insert that coalesced several partitions of `topic`."""
+    def die(step: str, intent: Intent) -> None:
+        if step == stage and intent.topic == topic and intent.group:
+            raise Crash(intent.group)
+    return die
+
+
+def assigned(sink: SinkRunner) -> set[tuple[str, int]]:
+    return set(sink._parts)
+
+
+@pytest.mark.parametrize("stage", ["intent", "inserted"])
+def test_a_rebalance_splitting_a_coalesced_batch_leaves_every_row_once(
+        broker: EmbeddedBroker, topics: Topics, client: Client, database: str, stage: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """One sink records a coalesced insert of both partitions (and, at "inserted", inserts
+    it) and dies before committing. The group then holds two members, so each partition's
+    range is rebuilt by a different one, alone, with a token the coalesced insert did not
+    have: the range probe must find what landed. dead_letters has no dedup of its own
+    without FINAL, so a range written twice shows; one written under the group's token
+    after the other range was, is dropped, and shows as missing."""
+    caplog.set_level(logging.INFO, "chargewatch.sink")
+    codec, total = Codec(), 200
+    produce(broker, topics.dead_letters,
+            [(f"k{i}".encode(), codec.encode_dead_letter(letter(i), topics.dead_letters))
+             for i in range(total)])
+    produce_sessions(broker, topics, range(total))
+    group = run_until_crash(runner(broker, topics, client, database,
+                                   on_step=crash_in_coalesced(stage, topics.dead_letters)))
+    assert "+" in group  # the crashed insert held both partitions' ranges
+    # A plain member holds half the partitions while the next sink joins, so that sink
+    # rebuilds one range of the coalesced insert alone; then a second sink takes the rest.
+    other = Consumer({"bootstrap.servers": broker.bootstrap_servers,
+                      "group.id": f"{topics.namespace}-sink", "enable.auto.commit": False,
+                      "session.timeout.ms": 6000})
+    other.subscribe([topics.sessions_completed, topics.dead_letters])
+    deadline = time.monotonic() + 30
+    while not other.assignment():
+        assert time.monotonic() < deadline, "the plain member was never assigned"
+        other.poll(0.1)
+    stop = threading.Event()
+    first = runner(broker, topics, client, database, batch_size=60)
+    threads = [threading.Thread(target=first.run, args=(stop,))]
+    threads[0].start()
+    try:
+        while len(assigned(first)) != 2:
+            assert time.monotonic() < deadline + 30, "the sink never got half the partitions"
+            other.poll(0.1)
+        while not first.caught_up():
+            assert time.monotonic() < deadline + 60, first.stats
+            other.poll(0.1)
+        second = runner(broker, topics, client, database, batch_size=60)
+        threads.append(threading.Thread(target=second.run, args=(stop,)))
+        threads[1].start()
+        other.close()
+        while count(client, database) != (total, total) or letters(client, database)[0] < total \
+                or not (first.caught_up() and second.caught_up()):
+            assert time.monotonic() < deadline + 120, (first.stats, second.stats)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert letters(client, database) == (total, total)
+    assert count(client, database) == (total, total)
+    assert sum(rec.getMessage().count("split from its insert") for rec in caplog.records) >= 2
+
+
+def letters(client: Client, database: str) -> tuple[int, int]:
+    """(rows, distinct source offsets) of dead_letters without FINAL."""
+    return client.query(f"SELECT count(), uniqExact(source_offset) FROM {database}.dead_letters"
+                        ).result_rows[0]

@@ -38,8 +38,8 @@ def test_a_container_holds_the_messages_records() -> None:
        offsets=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=5))
 def test_a_sourced_container_adds_where_each_record_was_read(
         topic: str, partition: int, offsets: list[int]) -> None:
-    data = sourced_container(SCHEMA, topic, partition,
-                             [(offset, body(f"S-{n}", 1)) for n, offset in enumerate(offsets)])
+    data = sourced_container(SCHEMA, topic, [(partition, offset, body(f"S-{n}", 1))
+                                             for n, offset in enumerate(offsets)])
     records = list(container_reader(BytesIO(data)))
     assert [(r["session_id"], r["_topic"], r["_partition"], r["_offset"]) for r in records] == [
         (f"S-{n}", topic, partition, offset) for n, offset in enumerate(offsets)]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sinks.batches import Case, Intent, Skip, Wait, Write, plan
+from sinks.batches import Case, Intent, Skip, Wait, Write, group_ranges, group_token, plan
 from sinks.errors import BatchStateError
 
 pytestmark = pytest.mark.unit
@@ -185,3 +185,18 @@ def test_crash_anywhere_gives_every_offset_once(
     assert len(written) == len(set(written)), "an offset was inserted twice"
     assert set(model.log) <= set(written), "an offset still in the log was never inserted"
     assert set(written) <= set(log)
+
+
+@given(topic=st.from_regex(r"[A-Za-z0-9._-]{1,30}", fullmatch=True),
+       ranges=st.dictionaries(st.integers(0, 500), st.tuples(st.integers(0, 10**12),
+                                                            st.integers(0, 10**6)),
+                              min_size=1, max_size=6))
+def test_a_group_token_names_its_ranges_whatever_their_order(
+        topic: str, ranges: dict[int, tuple[int, int]]) -> None:
+    intents = [Intent(topic, p, first, first + span) for p, (first, span) in ranges.items()]
+    token = group_token(intents)
+    assert token == group_token(list(reversed(intents)))
+    expected = {(i.partition, i.first, i.last) for i in intents}
+    assert group_ranges(Intent(topic, intents[0].partition, 0, 0, token)) == expected
+    if len(intents) == 1:  # a range alone keeps the token it always had
+        assert token == intents[0].token == intents[0].insert_token
