@@ -138,21 +138,31 @@ def stage(name: str, settings: Settings, run_dir: Path, expected: int) -> tuple[
 
 
 def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
-               seconds: float) -> tuple[list[float], list[float]]:
-    """Event → session-update latency (ms) with events offered at `rate` events/s, and the
-    latency (ms) of looking up open sessions by ID on the running worker's web view."""
+               seconds: float) -> tuple[list[float], list[float], float]:
+    """Event → session-update latency (ms) with events offered at `rate` events/s, the
+    latency (ms) of looking up open sessions by ID on the running worker's web view, and
+    the sink process's CPU (cores: its user + system time over the offered time)."""
     with LocalStack(settings, run_dir, with_sink=False) as stack, \
-            _sink_process(settings, stack.bootstrap_servers, run_dir):
+            _sink_process(settings, stack.bootstrap_servers, run_dir) as sink:
         kafka_conf = client_config(settings.kafka, stack.bootstrap_servers)
         reader = _UpdateReader(kafka_conf, stack.topics.session_updates,
                                settings.kafka.fetch_max_wait_ms)
         reader.start()
         time.sleep(8)  # worker and reader joined their groups
+        cpu_before, wall_before = cpu_seconds(sink.pid), time.perf_counter()
         _offer(kafka_conf, stack.topics.meter_events, load, rate, seconds, reader.produced)
+        time.sleep(1)  # the sink writes what the last second offered
+        sink_cores = (cpu_seconds(sink.pid) - cpu_before) / (time.perf_counter() - wall_before)
         lookups = _lookup_open(stack.worker_web_port, reader.seen[-200:])
         time.sleep(3)
         reader.stop()
-    return reader.latencies, lookups
+    return reader.latencies, lookups, sink_cores
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used, from /proc/<pid>/stat (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _UpdateReader(threading.Thread):
@@ -224,7 +234,8 @@ def _offer(kafka_conf: dict[str, Any], topic: str, load: Workload, rate: float,
 
 
 @contextlib.contextmanager
-def _sink_process(settings: Settings, bootstrap: str, run_dir: Path) -> Iterator[None]:
+def _sink_process(settings: Settings, bootstrap: str,
+                  run_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`chargewatch sink` in a process of its own, as deployed: in this process it would
     share the interpreter lock with the thread that times the updates."""
     settings = settings.model_copy(update={
@@ -236,7 +247,7 @@ def _sink_process(settings: Settings, bootstrap: str, run_dir: Path) -> Iterator
                                 env={**os.environ, "CHARGEWATCH_CONFIG": str(config)},
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
-        yield
+        yield sink
     finally:
         sink.send_signal(signal.SIGTERM)
         try:
@@ -374,14 +385,10 @@ def run_pipeline_bench(events: int, run_dir: Path) -> list[tuple[str, ...]]:
             e2e = end_to_end(e2e_settings, run_dir / f"e2e{per_message}", load)
             lat_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
                 update={"namespace": namespace + "l"})})
-            lat, lookups = latency_at(lat_settings, run_dir / f"lat{per_message}", load,
-                                      full / 2, seconds=10)
+            lat, lookups, _ = latency_at(lat_settings, run_dir / f"lat{per_message}", load,
+                                         full / 2, seconds=10)
             lat, lookups = sorted(lat), sorted(lookups)
-            lat_e2e, _ = latency_at(
-                lat_settings.model_copy(update={"kafka": lat_settings.kafka.model_copy(
-                    update={"namespace": namespace + "le"})}),
-                run_dir / f"late{per_message}", load, e2e / 2, seconds=10)
-            lat_e2e = sorted(lat_e2e)
+            lat_e2e, sink_rows = _sink_at(lat_settings, run_dir, load, e2e / 2, per_message)
             rows += [
                 (f"{per_message}/msg", "plain confluent-kafka loop", f"{plain:,.0f} ev/s", "1.00"),
                 (f"{per_message}/msg", "bare Faust agent", f"{bare:,.0f} ev/s",
@@ -396,6 +403,7 @@ def run_pipeline_bench(events: int, run_dir: Path) -> list[tuple[str, ...]]:
                 (f"{per_message}/msg", "latency at half the end-to-end rate",
                  f"p50 {_pct(lat_e2e, 0.5):,.0f} ms, p99 {_pct(lat_e2e, 0.99):,.0f} ms",
                  f"{e2e / 2:,.0f} ev/s, {len(lat_e2e)} updates"),
+                *sink_rows,
                 (f"{per_message}/msg", "open-session lookup by ID (worker web)",
                  f"p50 {_pct(lookups, 0.5):,.1f} ms, p95 {_pct(lookups, 0.95):,.1f} ms",
                  f"{len(lookups)} lookups"),
@@ -406,6 +414,30 @@ def run_pipeline_bench(events: int, run_dir: Path) -> list[tuple[str, ...]]:
              ("-", "memory per open session", f"{heap:,.0f} B heap, {serialized:,.0f} B state",
               "")]
     return rows
+
+
+def _sink_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
+             per_message: int) -> tuple[list[float], list[tuple[str, ...]]]:
+    """Latency and the sink's CPU at `rate`, its coalescing off then on (sinks/DESIGN.md),
+    same run: the latencies with coalescing on (the default), and rows for both."""
+    runs: dict[bool, tuple[list[float], float]] = {}
+    for coalesce in (False, True):
+        tag = "on" if coalesce else "off"
+        varied = settings.model_copy(update={
+            "kafka": settings.kafka.model_copy(
+                update={"namespace": f"{settings.kafka.namespace}e{tag}"}),
+            "sink": settings.sink.model_copy(update={"coalesce": coalesce})})
+        lat, _, cores = latency_at(varied, run_dir / f"late{per_message}{tag}", load, rate,
+                                   seconds=10)
+        runs[coalesce] = (sorted(lat), cores)
+    (off, off_cpu), (on, on_cpu) = runs[False], runs[True]
+    rows = [(f"{per_message}/msg", "  same, sink coalescing off",
+             f"p50 {_pct(off, 0.5):,.0f} ms, p99 {_pct(off, 0.99):,.0f} ms",
+             f"{len(off)} updates"),
+            (f"{per_message}/msg", "sink CPU at half the end-to-end rate",
+             f"{on_cpu:.3f} cores coalescing, {off_cpu:.3f} not",
+             f"{on_cpu / off_cpu:.2f} of not coalescing" if off_cpu else "")]
+    return on, rows
 
 
 def _pct(values: list[float], q: float) -> float:
