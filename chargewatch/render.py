@@ -35,7 +35,8 @@ def plain(value: Any) -> Any:
 
 
 def to_json(data: Any) -> str:
-    return orjson.dumps(data, default=plain, option=orjson.OPT_INDENT_2).decode()
+    return orjson.dumps(data, default=plain,
+                        option=orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME).decode()
 
 
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",

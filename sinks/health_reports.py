@@ -21,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 
 from charging.station_health import DAY_MS, DOWN, FAULTED, OCCUPIED, whole_days
 from sinks.clickhouse import check_identifier
-from sinks.reports import Report, as_date, run, where
+from sinks.reports import Report, day_range, run, where
 
 _EPOCH_DAY = 719_163
 """date(1970, 1, 1).toordinal()."""
@@ -110,7 +110,7 @@ def model_availability(client: Client, database: str, **filter_args: Any) -> Rep
 def period(client: Client, database: str, date_from: Any = None,
            date_to: Any = None) -> tuple[int, int] | None:
     """The report period [start, end) in epoch ms (module docstring); None: no history."""
-    first, last = as_date(date_from, "date_from"), as_date(date_to, "date_to")
+    first, last = day_range(date_from, date_to)
     if first is None or last is None:
         low, high, rows = client.query(
             "SELECT toUnixTimestamp64Milli(min(time)), toUnixTimestamp64Milli(max(time)), "

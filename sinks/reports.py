@@ -18,9 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clickhouse_connect.driver.client import Client
 
+from infra.errors import UsageError
 from sinks.clickhouse import check_identifier
 
 SESSIONS = "{db:Identifier}.charging_sessions FINAL"
@@ -47,20 +49,45 @@ def run(client: Client, sql: str, database: str, **params: Any) -> Report:
     return Report(list(result.column_names), [tuple(row) for row in result.result_rows])
 
 
-def as_date(value: date | str | None, name: str) -> date | None:
+def as_date(value: date | str | None, option: str) -> date | None:
+    """A day filter; UsageError naming the command-line `option` (e.g. "--from") if bad."""
     if value is None or isinstance(value, date):
         return value
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{name} must be a date like 2024-05-31, not {value!r}") from None
+        raise UsageError(f"{option} must be a date like 2024-05-31, not {value!r}") from None
 
 
 def as_month(value: date | str | None) -> date | None:
     if isinstance(value, str) and len(value) == 7:
         value = f"{value}-01"
-    day = as_date(value, "month")
+    try:
+        day = as_date(value, "--month")
+    except UsageError:
+        raise UsageError(f"--month must be a month like 2024-05, not {value!r}") from None
     return day.replace(day=1) if day else None
+
+
+def as_tz(value: str | None) -> str:
+    """A time zone name ClickHouse and Python both know; UTC when none is given."""
+    if value is None:
+        return "UTC"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--tz must be a time zone like Europe/Berlin or UTC, "
+                         f"not {value!r}") from None
+    return value
+
+
+def day_range(date_from: date | str | None, date_to: date | str | None,
+              ) -> tuple[date | None, date | None]:
+    """The checked inclusive `--from`/`--to` days; `--from` after `--to` is refused."""
+    first, last = as_date(date_from, "--from"), as_date(date_to, "--to")
+    if first is not None and last is not None and first > last:
+        raise UsageError(f"--from {first} is after --to {last}")
+    return first, last
 
 
 def where(day: str | None = None, station: str | None = None,
@@ -83,8 +110,8 @@ def where(day: str | None = None, station: str | None = None,
 def filters(date_from: date | str | None = None, date_to: date | str | None = None,
             station: str | None = None, vehicle: str | None = None) -> dict[str, Any]:
     """Checked filter parameters for `where`."""
-    return {"date_from": as_date(date_from, "date_from"), "date_to": as_date(date_to, "date_to"),
-            "station": station, "vehicle": vehicle}
+    first, last = day_range(date_from, date_to)
+    return {"date_from": first, "date_to": last, "station": station, "vehicle": vehicle}
 
 
 def summary(client: Client, database: str) -> Report:
@@ -154,15 +181,28 @@ def latest_live(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next(dict(row) for row in rows if row["version"] == top and row["sign"] > 0)
 
 
+def sessions_by_transaction(client: Client, database: str, station: str,
+                            transaction_id: str) -> list[dict[str, Any]]:
+    """Every session a charger's own transaction id names on this station, newest first.
+
+    Chargers reuse transaction ids (counter resets, recycled 2.0.1 ids), and the stitcher
+    then opens a new session: one id can name several sessions, and a support call must
+    see them all.
+    """
+    found = run(client, """
+        SELECT session_id, max(start_time) AS started FROM {db:Identifier}.session_keys
+        WHERE station_id = {station:String} AND transaction_id = {tx:String}
+        GROUP BY session_id
+        ORDER BY started DESC, session_id DESC""", database, station=station, tx=transaction_id)
+    sessions = (session_by_id(client, database, row[0]) for row in found.rows)
+    return [s for s in sessions if s is not None]
+
+
 def session_by_transaction(client: Client, database: str, station: str,
                            transaction_id: str) -> dict[str, Any] | None:
-    """The session a charger's own transaction id names (the latest, if it was reused)."""
-    found = run(client, """
-        SELECT session_id FROM {db:Identifier}.session_keys
-        WHERE station_id = {station:String} AND transaction_id = {tx:String}
-        ORDER BY start_time DESC
-        LIMIT 1""", database, station=station, tx=transaction_id)
-    return session_by_id(client, database, found.rows[0][0]) if found.rows else None
+    """The newest session a charger's own transaction id names on this station, or None."""
+    found = sessions_by_transaction(client, database, station, transaction_id)
+    return found[0] if found else None
 
 
 _DAILY_MEASURES = """
@@ -177,14 +217,14 @@ _DAILY_NAMES = {"sessions_": "sessions", "completed_": "completed", "incomplete_
 
 def station_daily(client: Client, database: str, date_from: date | str | None = None,
                   date_to: date | str | None = None, station: str | None = None,
-                  vehicle: str | None = None, tz: str = "UTC") -> Report:
+                  vehicle: str | None = None, tz: str | None = None) -> Report:
     """Per day and station: sessions, failed and zero-energy ones, energy, revenue, plugged
     and charging minutes, utilization % (plugged time over connectors seen x 24 h).
 
     Sessions count on the day they started, in `tz`; `date_from`/`date_to` are inclusive.
     UTC without a vehicle filter reads the station_daily rollup.
     """
-    params = filters(date_from, date_to, station, vehicle)
+    params, tz = filters(date_from, date_to, station, vehicle), as_tz(tz)
     if tz == "UTC" and vehicle is None:
         return run(client, f"""
             SELECT day, station_id, currency, {_DAILY_MEASURES},

@@ -323,12 +323,12 @@ def test_lookups_give_the_latest_version(loaded: tuple[Client, str]) -> None:
 
 
 def test_unknown_report_and_filter_are_refused(loaded: tuple[Client, str]) -> None:
-    from infra.errors import StackError
+    from infra.errors import UsageError
 
     client, db = loaded
-    with pytest.raises(StackError, match="unknown report 'nope'"):
+    with pytest.raises(UsageError, match="unknown report 'nope'"):
         run_report(client, db, "nope")
-    with pytest.raises(StackError, match="does not take vehicle"):
+    with pytest.raises(UsageError, match="does not take --vehicle"):
         run_report(client, db, "utilization", vehicle="V1")
 
 
