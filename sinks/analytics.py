@@ -11,7 +11,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.reports import Report, filters, run, where
+from sinks.reports import OBSERVED_HOURS, Report, filters, run, utilization_sql, where
 
 QUEUE_GAP_MIN = 10
 """A session that starts within this many minutes after the previous one on the same
@@ -81,40 +81,33 @@ _QUEUE = f"""
 
 def utilization(client: Client, database: str, limit: int | str = 50,
                 **filter_args: Any) -> Report:
-    """Per station, busiest first: connectors seen, plugged-in hours, utilization % (plugged
-    time over connectors x hours of the period), peak hourly occupancy %, hours near full
-    occupancy, sessions queued back-to-back and idle hours of vehicles blocking a queue.
-
-    The period is the hours from the first to the last hour anyone was plugged in (within
-    the date range, among the stations asked for). Occupancy
-    per hour comes from the hourly_load rollup (plugged time overlapping each hour).
+    """Per station, busiest first: connectors seen, plugged-in hours, utilization %
+    (`sinks.reports.utilization_sql`, the same figure as station-daily's over one day),
+    peak hourly occupancy %, hours near full occupancy, sessions queued back-to-back and
+    idle hours of vehicles blocking a queue. Occupancy per hour comes from the hourly_load
+    rollup (plugged time overlapping each hour).
     """
     params = filters(**filter_args)
+    ctes = OBSERVED_HOURS.format(where=where("toDate(hour)", "station_id"),
+                                 span_where=where("toDate(hour)"),
+                                 conn_where=where("day", "station_id"))
     return run(client, f"""
-        WITH
-        conn AS (
-            SELECT station_id, length(groupUniqArrayArray(connectors)) AS n
-            FROM {{db:Identifier}}.station_daily WHERE {where("day", "station_id")}
-            GROUP BY station_id),
+        WITH {ctes},
         occupancy AS (
-            SELECT station_id, any(c.n) AS connectors, sum(l.in_use) AS plugged,
-                   max(l.in_use) AS peak, countIf(l.in_use >= {NEAR_FULL} * c.n) AS near_full,
-                   min(l.hour) AS first_hour, max(l.hour) AS last_hour
-            FROM (SELECT station_id, hour, plugged_ms / 3600000 AS in_use
-                  FROM {{db:Identifier}}.hourly_load FINAL
-                  WHERE {where("toDate(hour)", "station_id")} AND plugged_ms > 0) AS l
-            JOIN conn AS c USING station_id
+            SELECT station_id, any(c.n) AS connectors, sum(h.plugged_ms) AS plugged_ms,
+                   max(h.plugged_ms) / 3600000 AS peak,
+                   countIf(h.plugged_ms / 3600000 >= {NEAR_FULL} * c.n) AS near_full
+            FROM hours AS h JOIN conn AS c USING station_id
             GROUP BY station_id),
         queue AS ({_QUEUE})
         SELECT o.station_id AS station_id, o.connectors AS connectors,
-               round(o.plugged, 2) AS plugged_h,
-               round(100 * o.plugged / (o.connectors * (dateDiff('hour',
-                   min(o.first_hour) OVER (), max(o.last_hour) OVER ()) + 1)), 2)
+               round(o.plugged_ms / 3600000, 2) AS plugged_h,
+               {utilization_sql("o.plugged_ms", "o.connectors", "s.p1 - s.p0")}
                    AS utilization_pct,
                round(100 * o.peak / o.connectors, 2) AS peak_occupancy_pct,
                o.near_full AS hours_near_full,
                q.queued AS queued_sessions, q.blocking_idle_h AS blocking_idle_h
-        FROM occupancy AS o
+        FROM occupancy AS o CROSS JOIN span AS s
         LEFT JOIN queue AS q USING station_id
         ORDER BY utilization_pct DESC, station_id
         LIMIT {{limit:UInt32}}""", database, limit=int(limit), **params)

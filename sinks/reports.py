@@ -33,6 +33,38 @@ FAULT_STOP_REASONS = ("EmergencyStop", "PowerLoss", "HardReset", "SoftReset", "R
 incomplete sessions these are the "failed" ones (the same list is in 0008_rollups.sql)."""
 
 
+def utilization_sql(plugged_ms: str, connectors: str, observed_ms: str) -> str:
+    """Utilization %, the one definition every report uses (docs/bi.md): time plugged in
+    during the period over (connectors seen at the station x observed time of the period).
+
+    The observed time is the part of the period the data covers: from the start of the first
+    hour anyone in the network was plugged in to the end of the last such hour (within the
+    date range; a station filter does not shrink it, so a station busy for one hour of a
+    day is not 100 % utilized), never padded to whole days: a 6-hour run is judged on its
+    6 hours.
+    """
+    return f"round(100 * ({plugged_ms}) / (({connectors}) * ({observed_ms})), 2)"
+
+
+OBSERVED_HOURS = """
+        hours AS (
+            SELECT station_id, hour, plugged_ms
+            FROM {{db:Identifier}}.hourly_load FINAL
+            WHERE {where} AND plugged_ms > 0),
+        span AS (
+            SELECT toInt64(toUnixTimestamp(min(hour))) * 1000 AS p0,
+                   (toInt64(toUnixTimestamp(max(hour))) + 3600) * 1000 AS p1
+            FROM {{db:Identifier}}.hourly_load FINAL
+            WHERE {span_where} AND plugged_ms > 0),
+        conn AS (
+            SELECT station_id, length(groupUniqArrayArray(connectors)) AS n
+            FROM {{db:Identifier}}.station_daily WHERE {conn_where}
+            GROUP BY station_id)"""
+"""CTEs of the utilization definition: plugged time per station and hour (the hourly_load
+rollup: plugged time overlapping each hour), the observed span [p0, p1) in epoch ms, and
+the connectors each station was seen with in the period."""
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     columns: list[str]
@@ -215,36 +247,56 @@ _DAILY_NAMES = {"sessions_": "sessions", "completed_": "completed", "incomplete_
                 "failed_": "failed", "zero_energy_": "zero_energy", "revenue_": "revenue"}
 
 
+_DAILY_UTILIZATION = f"""
+        util AS (
+            SELECT toDate(h.hour, {{tz:String}}) AS day, station_id,
+                   {utilization_sql(
+                       "sum(h.plugged_ms)", "any(c.n)",
+                       "greatest(0, least(toInt64(toUnixTimestamp(toDateTime(day + 1, "
+                       "{tz:String}))) * 1000, any(s.p1)) - greatest(toInt64(toUnixTimestamp("
+                       "toDateTime(day, {tz:String}))) * 1000, any(s.p0)))")} AS pct
+            FROM hours AS h JOIN conn AS c USING station_id CROSS JOIN span AS s
+            GROUP BY day, station_id)"""
+"""Utilization of each station on each day (in `tz`): `utilization_sql` over the part of
+that day inside the observed span."""
+
+
 def station_daily(client: Client, database: str, date_from: date | str | None = None,
                   date_to: date | str | None = None, station: str | None = None,
                   vehicle: str | None = None, tz: str | None = None) -> Report:
     """Per day and station: sessions, failed and zero-energy ones, energy, revenue, plugged
-    and charging minutes, utilization % (plugged time over connectors seen x 24 h).
+    and charging minutes, utilization % (`utilization_sql`: plugged time that day over
+    connectors seen x the day's observed hours; empty with a vehicle filter, since a
+    connector's occupancy is not one vehicle's).
 
     Sessions count on the day they started, in `tz`; `date_from`/`date_to` are inclusive.
     UTC without a vehicle filter reads the station_daily rollup.
     """
     params, tz = filters(date_from, date_to, station, vehicle), as_tz(tz)
+    ctes = "WITH " + OBSERVED_HOURS.format(
+        where=where("toDate(hour, {tz:String})", "station_id"),
+        span_where=where("toDate(hour, {tz:String})"),
+        conn_where=where("day", "station_id")) + "," + _DAILY_UTILIZATION
     if tz == "UTC" and vehicle is None:
-        return run(client, f"""
-            SELECT day, station_id, currency, {_DAILY_MEASURES},
-                   round(100 * sum(plugged_ms) / (length(groupUniqArrayArray(connectors))
-                                                  * 86400000), 2) AS utilization_pct
-            FROM {{db:Identifier}}.station_daily
+        return run(client, f"""{ctes}
+            SELECT day, station_id, currency, {_DAILY_MEASURES}, any(u.pct) AS utilization_pct
+            FROM {{db:Identifier}}.station_daily AS d
+            LEFT JOIN util AS u USING (day, station_id)
             WHERE {where("day", "station_id")}
             GROUP BY day, station_id, currency
             HAVING sessions_ != 0
-            ORDER BY day, station_id, currency""", database, **params).renamed(_DAILY_NAMES)
-    return run(client, f"""
-        SELECT toDate(start_time, {{tz:String}}) AS day, station_id, currency, {_DAILY_MEASURES},
-               round(100 * sum(plugged_ms) / (uniqExact(connector_id) * 86400000), 2)
-                   AS utilization_pct
-        FROM (SELECT *, state = 'incomplete'
+            ORDER BY day, station_id, currency""", database, tz=tz, **params
+                   ).renamed(_DAILY_NAMES)
+    return run(client, f"""{ctes}
+        SELECT day, station_id, currency, {_DAILY_MEASURES},
+               if({{vehicle:Nullable(String)}} IS NULL, any(u.pct), NULL) AS utilization_pct
+        FROM (SELECT *, toDate(start_time, {{tz:String}}) AS day, state = 'incomplete'
                         OR ifNull(stop_reason, '') IN {{faults:Array(String)}} AS failed,
                      energy_wh <= 0 AS zero_energy, state = 'completed' AS completed,
                      state = 'incomplete' AS incomplete, 1 AS sessions, cost AS revenue
               FROM {SESSIONS}
-              WHERE {where(None, "station_id", "vehicle_id")})
+              WHERE {where(None, "station_id", "vehicle_id")}) AS d
+        LEFT JOIN util AS u USING (day, station_id)
         WHERE {where("day")}
         GROUP BY day, station_id, currency
         ORDER BY day, station_id, currency""", database, tz=tz,

@@ -153,9 +153,7 @@ def test_summary_and_station_daily(loaded: tuple[Client, str]) -> None:
                  sum(s.state == "incomplete" for s in g), sum(map(failed, g)),
                  sum(s.energy_wh <= 0 for s in g), sum(s.energy_wh for s in g) / 1000,
                  sum(s.cost for s in g), sum(s.plugged_ms for s in g) / 60000,
-                 sum(s.charging_ms for s in g) / 60000,
-                 100 * sum(s.plugged_ms for s in g)
-                 / (len({s.connector_id for s in g}) * DAY))
+                 sum(s.charging_ms for s in g) / 60000, _utilization_of_day(*key[:2]))
                 for key, g in sorted(groups.items())]
     places = {8: 3, 10: 1, 11: 1, 12: 2}
     rollup = reports.station_daily(client, db)
@@ -167,6 +165,22 @@ def test_summary_and_station_daily(loaded: tuple[Client, str]) -> None:
                           date_from=day(one.start_ms), date_to=str(day(one.start_ms)))
     assert_rows(filtered.rows, [r for r in expected if r[:2] == (day(one.start_ms),
                                                                  one.station_id)], places)
+
+
+def _utilization_of_day(on: dt.date, station: str) -> float:
+    """docs/bi.md's definition, from the plan: plugged time in the day over connectors seen
+    x the day's part of the observed span (first to last hour anyone was plugged in)."""
+    plugged = defaultdict(int)
+    for s in FINAL:
+        for h, ms_in_hour, _ in _hours(s):
+            plugged[(s.station_id, h)] += ms_in_hour
+    busy = [h for h, v in ((h, v) for (_, h), v in plugged.items()) if v > 0]
+    first, last = min(busy), max(busy) + H
+    day_start = (on - dt.date(1970, 1, 1)).days * DAY
+    observed = max(0, min(day_start + DAY, last) - max(day_start, first))
+    connectors = len({s.connector_id for s in FINAL if s.station_id == station})
+    mine = sum(v for (st, h), v in plugged.items() if st == station and day(h) == on)
+    return 100 * mine / (connectors * observed)
 
 
 def test_station_health(loaded: tuple[Client, str]) -> None:
@@ -229,6 +243,17 @@ def test_utilization_and_bottlenecks(loaded: tuple[Client, str]) -> None:
     assert sum(r[6] for r in expected) > 0, "the data set has no queue to find"
     actual = analytics.utilization(client, db, limit=1000).rows
     assert_rows(actual, expected, {2: 2, 3: 2, 4: 2, 7: 2})
+
+
+def test_one_utilization_for_the_same_station_and_day(loaded: tuple[Client, str]) -> None:
+    """`station-daily` and `utilization` over one day give each station the same figure."""
+    client, db = loaded
+    for on in sorted({day(s.start_ms) for s in FINAL}):
+        daily = {r[1]: r[-1] for r in reports.station_daily(client, db, date_from=on,
+                                                            date_to=on).rows}
+        busiest = {r[0]: r[3] for r in analytics.utilization(client, db, date_from=on,
+                                                             date_to=on, limit=1000).rows}
+        assert daily and daily == {k: v for k, v in busiest.items() if k in daily}
 
 
 def test_patterns(loaded: tuple[Client, str]) -> None:
