@@ -41,7 +41,8 @@ class ReportSpec:
 
 
 REPORTS: dict[str, ReportSpec] = {
-    "summary": ReportSpec(reports.summary, (), "network totals per currency"),
+    "summary": ReportSpec(reports.summary, DATES + STATION + VEHICLE,
+                          "network totals per currency"),
     "station-daily": ReportSpec(reports.station_daily, DATES + STATION + VEHICLE + TZ,
                                 "per station per day: sessions, energy, revenue, utilization"),
     "station-health": ReportSpec(analytics.station_health, DATES + STATION,
@@ -54,8 +55,8 @@ REPORTS: dict[str, ReportSpec] = {
         "per charger model and firmware: availability, failures, MTBF, MTTR"),
     "utilization": ReportSpec(analytics.utilization, DATES + STATION + LIMIT,
                               "busiest stations: occupancy, queues, blocking idle time"),
-    "heatmap": ReportSpec(analytics.heatmap, DATES + STATION,
-                          "sessions started per weekday x hour (UTC)"),
+    "heatmap": ReportSpec(analytics.heatmap, DATES + STATION + TZ,
+                          "sessions started per weekday x hour (UTC, or --tz)"),
     "session-lengths": ReportSpec(analytics.length_distribution, DATES + STATION + VEHICLE,
                                   "distribution of plugged-in time"),
     "session-energy": ReportSpec(analytics.energy_distribution, DATES + STATION + VEHICLE,

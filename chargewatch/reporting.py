@@ -24,7 +24,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--station", help="only this station")
     parser.add_argument("--vehicle", help="only this vehicle")
     parser.add_argument("--month", help="YYYY-MM (cost-per-vehicle)")
-    parser.add_argument("--tz", help="time zone of 'day' (station-daily; default UTC)")
+    parser.add_argument("--tz", help="time zone of days and hours (station-daily, heatmap; "
+                                     "default UTC)")
     parser.add_argument("--limit", type=int, help="most rows (ranked reports)")
     parser.add_argument("--chart", metavar="FILE.png", help="also draw the report into FILE")
     group = parser.add_mutually_exclusive_group()

@@ -11,7 +11,16 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.reports import OBSERVED_HOURS, Report, filters, run, utilization_sql, where
+from sinks.reports import (
+    OBSERVED_HOURS,
+    SESSIONS,
+    Report,
+    as_tz,
+    filters,
+    run,
+    utilization_sql,
+    where,
+)
 
 QUEUE_GAP_MIN = 10
 """A session that starts within this many minutes after the previous one on the same
@@ -116,14 +125,27 @@ def utilization(client: Client, database: str, limit: int | str = 50,
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def heatmap(client: Client, database: str, **filter_args: Any) -> Report:
-    """Sessions started per weekday (rows) and UTC hour of day (columns h00..h23)."""
-    raw = run(client, f"""
-        SELECT toDayOfWeek(hour) AS weekday, toHour(hour) AS hour_of_day,
-               sum(started) AS sessions
-        FROM {{db:Identifier}}.hourly_load
-        WHERE {where("toDate(hour)", "station_id")}
-        GROUP BY weekday, hour_of_day""", database, **filters(**filter_args))
+def heatmap(client: Client, database: str, tz: str | None = None,
+            **filter_args: Any) -> Report:
+    """Sessions started per weekday (rows) and hour of day (columns h00..h23), in `tz`
+    (default UTC; days of the date filter too). UTC reads the hourly_load rollup; another
+    zone reads the sessions' start times, exact also for zones off UTC by half hours."""
+    tz = as_tz(tz)
+    if tz == "UTC":
+        raw = run(client, f"""
+            SELECT toDayOfWeek(hour) AS weekday, toHour(hour) AS hour_of_day,
+                   sum(started) AS sessions
+            FROM {{db:Identifier}}.hourly_load
+            WHERE {where("toDate(hour)", "station_id")}
+            GROUP BY weekday, hour_of_day""", database, **filters(**filter_args))
+    else:
+        raw = run(client, f"""
+            SELECT toDayOfWeek(local) AS weekday, toHour(local) AS hour_of_day,
+                   count() AS sessions
+            FROM (SELECT toTimeZone(start_time, {{tz:String}}) AS local, station_id
+                  FROM {SESSIONS})
+            WHERE {where("toDate(local)", "station_id")}
+            GROUP BY weekday, hour_of_day""", database, tz=tz, **filters(**filter_args))
     grid = [[0] * 24 for _ in range(7)]
     for weekday, hour_of_day, sessions in raw.rows:
         grid[weekday - 1][hour_of_day] = int(sessions)

@@ -146,8 +146,30 @@ def filters(date_from: date | str | None = None, date_to: date | str | None = No
     return {"date_from": first, "date_to": last, "station": station, "vehicle": vehicle}
 
 
-def summary(client: Client, database: str) -> Report:
-    """Sessions, completed vs incomplete, energy, revenue and price per kWh, per currency."""
+_SUMMARY_FILTERED = f"""
+        SELECT currency, count() AS sessions, countIf(state = 'completed') AS completed,
+               countIf(state = 'incomplete') AS incomplete,
+               round(sum(energy_wh) / 1000, 3) AS energy_kwh, sum(cost) AS revenue,
+               if(energy_kwh > 0,
+                  round(toDecimal128(revenue, 6) / toDecimal128(energy_kwh, 6), 4),
+                  NULL) AS avg_price_per_kwh,
+               uniqExact(station_id) AS stations,
+               uniqExactIf(vehicle_id, ifNull(vehicle_id, '') != '') AS vehicles
+        FROM {SESSIONS}
+        WHERE {where("toDate(start_time, 'UTC')", "station_id", "vehicle_id")}
+        GROUP BY currency
+        ORDER BY currency"""
+"""`summary` with filters: the sessions themselves (the rollups hold no vehicle per day)."""
+
+
+def summary(client: Client, database: str, date_from: date | str | None = None,
+            date_to: date | str | None = None, station: str | None = None,
+            vehicle: str | None = None) -> Report:
+    """Sessions, completed vs incomplete, energy, revenue and price per kWh, stations and
+    vehicles, per currency; filters: UTC start days, station, vehicle."""
+    params = filters(date_from, date_to, station, vehicle)
+    if any(v is not None for v in params.values()):
+        return run(client, _SUMMARY_FILTERED, database, **params)
     return run(client, """
         SELECT currency, sum(d.sessions) AS sessions, sum(d.completed) AS completed,
                sum(d.incomplete) AS incomplete,

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -183,6 +184,25 @@ def _utilization_of_day(on: dt.date, station: str) -> float:
     return 100 * mine / (connectors * observed)
 
 
+def test_summary_honours_the_filters(loaded: tuple[Client, str]) -> None:
+    client, db = loaded
+    one = FINAL[7]
+    cases = [({"station": one.station_id}, lambda s: s.station_id == one.station_id),
+             ({"date_from": day(one.start_ms), "date_to": day(one.start_ms)},
+              lambda s: day(s.start_ms) == day(one.start_ms)),
+             ({"vehicle": one.vehicle_id}, lambda s: s.vehicle_id == one.vehicle_id)]
+    for given, keep in cases:
+        mine = [s for s in FINAL if keep(s)]
+        assert 0 < len(mine) < len(FINAL)
+        row = run_report(client, db, "summary", **given).rows[0]
+        assert row[:6] == ("EUR", len(mine), sum(s.state == "completed" for s in mine),
+                           sum(s.state == "incomplete" for s in mine),
+                           round(sum(s.energy_wh for s in mine) / 1000, 3),
+                           sum(s.cost for s in mine)), given
+        assert row[7:] == (len({s.station_id for s in mine}),
+                           len({s.vehicle_id for s in mine if s.vehicle_id})), given
+
+
 def test_station_health(loaded: tuple[Client, str]) -> None:
     client, db = loaded
     by_day: dict[dt.date, list[ChargingSession]] = defaultdict(list)
@@ -266,6 +286,15 @@ def test_patterns(loaded: tuple[Client, str]) -> None:
     assert [row[0] for row in heat.rows] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     assert [list(row[1:]) for row in heat.rows] == [
         [starts[(d, h)] for h in range(24)] for d in range(1, 8)]
+    for zone in ("Asia/Kolkata", "America/New_York"):  # +5:30 and -5:00 from UTC
+        local = Counter()
+        for s in FINAL:
+            moment = dt.datetime.fromtimestamp(s.start_ms / 1000, ZoneInfo(zone))
+            local[(moment.isoweekday(), moment.hour)] += 1
+        assert local != starts
+        heat = run_report(client, db, "heatmap", tz=zone)
+        assert [list(row[1:]) for row in heat.rows] == [
+            [local[(d, h)] for h in range(24)] for d in range(1, 8)], zone
 
     def buckets(values: list[float], bounds: tuple[int, ...]) -> list[int]:
         return [sum(1 for v in values if (i == 0 or v >= bounds[i - 1])
