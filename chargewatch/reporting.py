@@ -54,7 +54,8 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
 
         from chargewatch.charts import save_chart
 
-        Console(stderr=True).print(f"chart written to {save_chart(args.name, report, args.chart)}")
+        written = save_chart(args.name, report, args.chart, args.tz or "UTC")
+        Console(stderr=True).print(f"chart written to {written}")
     return 0
 
 
