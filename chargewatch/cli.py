@@ -33,7 +33,7 @@ from chargewatch.reporting import (
     cmd_report,
     cmd_session,
 )
-from infra.errors import ChargeWatchError, ConfigError
+from infra.errors import ChargeWatchError, ConfigError, UsageError
 from infra.settings import Settings, load_settings
 
 err = Console(stderr=True, soft_wrap=True)
@@ -244,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.fn(settings, args))
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
+        return 2
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}")
         return 2
     except ChargeWatchError as exc:
         err.print(f"[red]error:[/red] {exc}")

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from infra.errors import StackError
+from chargewatch.session_view import session_record
+from charging.session_ids import IdTemplate
+from infra.errors import StackError, UsageError
 from infra.settings import Settings
 from sinks import analytics, health_reports, reports
 from sinks.clickhouse import connect
@@ -39,7 +41,8 @@ class ReportSpec:
 
 
 REPORTS: dict[str, ReportSpec] = {
-    "summary": ReportSpec(reports.summary, (), "network totals per currency"),
+    "summary": ReportSpec(reports.summary, DATES + STATION + VEHICLE,
+                          "network totals per currency"),
     "station-daily": ReportSpec(reports.station_daily, DATES + STATION + VEHICLE + TZ,
                                 "per station per day: sessions, energy, revenue, utilization"),
     "station-health": ReportSpec(analytics.station_health, DATES + STATION,
@@ -52,8 +55,8 @@ REPORTS: dict[str, ReportSpec] = {
         "per charger model and firmware: availability, failures, MTBF, MTTR"),
     "utilization": ReportSpec(analytics.utilization, DATES + STATION + LIMIT,
                               "busiest stations: occupancy, queues, blocking idle time"),
-    "heatmap": ReportSpec(analytics.heatmap, DATES + STATION,
-                          "sessions started per weekday x hour (UTC)"),
+    "heatmap": ReportSpec(analytics.heatmap, DATES + STATION + TZ,
+                          "sessions started per weekday x hour (UTC, or --tz)"),
     "session-lengths": ReportSpec(analytics.length_distribution, DATES + STATION + VEHICLE,
                                   "distribution of plugged-in time"),
     "session-energy": ReportSpec(analytics.energy_distribution, DATES + STATION + VEHICLE,
@@ -71,23 +74,34 @@ REPORTS: dict[str, ReportSpec] = {
 }
 
 
+def _option(param: str) -> str:
+    """The command-line option of a report parameter: date_from -> --from."""
+    return "--" + param.removeprefix("date_")
+
+
 def run_report(client: Any, database: str, name: str, **params: Any) -> Report:
     """Run a named report; unknown names and filters the report does not take are refused."""
     spec = REPORTS.get(name)
     if spec is None:
-        raise StackError(f"unknown report {name!r}; known: {', '.join(REPORTS)}")
+        raise UsageError(f"unknown report {name!r}; known: {', '.join(REPORTS)}")
     given = {k: v for k, v in params.items() if v is not None}
     refused = sorted(set(given) - set(spec.params))
     if refused:
-        takes = ", ".join(spec.params) or "no filters"
-        raise StackError(f"report {name!r} does not take {', '.join(refused)} (it takes {takes})")
+        takes = ", ".join(_option(p) for p in spec.params) or "no filters"
+        raise UsageError(f"report {name!r} does not take "
+                         f"{', '.join(_option(p) for p in refused)} (it takes {takes})")
     if "limit" in given:
-        given["limit"] = int(given["limit"])
+        try:
+            given["limit"] = int(given["limit"])
+        except ValueError:
+            raise UsageError(f"--limit must be a whole number, not {given['limit']!r}") from None
     return spec.fn(client, database, **given)
 
 
 class ReportSource(Protocol):
-    def session(self, session_id: str, station: str | None = None) -> dict[str, Any] | None: ...
+    def session(self, session_id: str) -> dict[str, Any] | None: ...
+
+    def transaction(self, station: str, transaction_id: str) -> list[dict[str, Any]]: ...
 
     def report(self, name: str, **params: Any) -> Report: ...
 
@@ -99,12 +113,14 @@ class ClickHouseSource:
         self.client = client
         self.database = database
 
-    def session(self, session_id: str, station: str | None = None) -> dict[str, Any] | None:
-        """A completed session by ID, or by the charger's transaction id with its station."""
-        if station:
-            return reports.session_by_transaction(self.client, self.database, station,
-                                                  session_id)
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        """A completed session by ID."""
         return reports.session_by_id(self.client, self.database, session_id)
+
+    def transaction(self, station: str, transaction_id: str) -> list[dict[str, Any]]:
+        """The completed sessions a charger's transaction id names, newest first."""
+        return reports.sessions_by_transaction(self.client, self.database, station,
+                                               transaction_id)
 
     def report(self, name: str, **params: Any) -> Report:
         return run_report(self.client, self.database, name, **params)
@@ -121,6 +137,8 @@ def _get_json(base_url: str, path: str, params: dict[str, Any] | None = None,
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
+        if exc.code == 400:  # the worker refused a parameter: its message names the option
+            raise UsageError(json.load(exc).get("error", "bad request")) from None
         raise StackError(f"worker at {base_url} answered {exc.code}: "
                          f"{exc.read().decode(errors='replace')}") from None
 
@@ -131,9 +149,13 @@ class SinkWebSource:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
 
-    def session(self, session_id: str, station: str | None = None) -> dict[str, Any] | None:
-        return _get_json(self.base_url, f"/sessions/{urllib.parse.quote(session_id, safe='')}",
-                         {"station": station})
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        return _get_json(self.base_url, f"/sessions/{urllib.parse.quote(session_id, safe='')}")
+
+    def transaction(self, station: str, transaction_id: str) -> list[dict[str, Any]]:
+        path = (f"/stations/{urllib.parse.quote(station, safe='')}/transactions/"
+                f"{urllib.parse.quote(transaction_id, safe='')}")
+        return _get_json(self.base_url, path) or []
 
     def report(self, name: str, **params: Any) -> Report:
         data = _get_json(self.base_url, f"/reports/{urllib.parse.quote(name)}", params)
@@ -192,19 +214,31 @@ def open_source(settings: Settings) -> ReportSource:
 @dataclass(frozen=True, slots=True)
 class Found:
     record: dict[str, Any]
+    """The session in one shape whether open or completed (`session_record`)."""
     where: str
     """"clickhouse" (completed) or "processor" (still open)."""
 
 
 def find_session(source: ReportSource, live: ProcessorWebSource | None, key: str,
-                 station: str | None = None) -> Found | None:
-    """A session by ID (or by transaction id with `station`): completed ones from ClickHouse,
-    open ones from the processor worker's live state."""
-    record = source.session(key, station)
+                 template: IdTemplate | None = None) -> Found | None:
+    """A session by ID, in any letter case the ID template allows: completed ones from
+    ClickHouse, open ones from the processor worker's live state."""
+    key = template.canonical(key) if template else key
+    record = source.session(key)
     if record is not None:
-        return Found(record, "clickhouse")
-    if live is not None:
-        record = live.open_session(key, station)
-        if record is not None:
-            return Found(record, "processor")
-    return None
+        return Found(session_record(record), "clickhouse")
+    record = live.open_session(key) if live is not None else None
+    return Found(session_record(record), "processor") if record is not None else None
+
+
+def find_transaction(source: ReportSource, live: ProcessorWebSource | None, station: str,
+                     transaction_id: str) -> list[Found]:
+    """Every session a charger's transaction id names on `station`, newest first: the
+    completed ones and the one still open, if any (chargers reuse transaction ids)."""
+    found = [Found(session_record(r), "clickhouse")
+             for r in source.transaction(station, transaction_id)]
+    record = live.open_session(transaction_id, station) if live is not None else None
+    if record is not None and all(f.record["session_id"] != record["session_id"]
+                                  for f in found):
+        found.append(Found(session_record(record), "processor"))
+    return sorted(found, key=lambda f: f.record["start_time"], reverse=True)

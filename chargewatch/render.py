@@ -35,7 +35,8 @@ def plain(value: Any) -> Any:
 
 
 def to_json(data: Any) -> str:
-    return orjson.dumps(data, default=plain, option=orjson.OPT_INDENT_2).decode()
+    return orjson.dumps(data, default=plain,
+                        option=orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME).decode()
 
 
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
@@ -54,10 +55,10 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str =
     else:
         table = Table(title=title, show_lines=False)
         for column in columns:
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*[_cell(v) for v in row])
-        Console(file=out).print(table)
+        _console(out).print(table)
 
 
 def print_record(record: dict[str, Any], fmt: str = "table", title: str | None = None,
@@ -67,6 +68,16 @@ def print_record(record: dict[str, Any], fmt: str = "table", title: str | None =
         out.write(to_json({k: plain(v) for k, v in record.items()}) + "\n")
         return
     print_rows(["field", "value"], [(k, v) for k, v in record.items()], fmt, title, out)
+
+
+PIPE_WIDTH = 100_000
+"""Piped output is as wide as the table needs: nothing is cut to "…" for a file or `grep`."""
+
+
+def _console(out: TextIO) -> Console:
+    """A terminal's own width (narrow columns fold, never cut), or no limit when piped."""
+    is_terminal = hasattr(out, "isatty") and out.isatty()
+    return Console(file=out, width=None if is_terminal else PIPE_WIDTH)
 
 
 def _cell(value: Any) -> str:

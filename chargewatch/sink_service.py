@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 
 from chargewatch.lookup import ClickHouseSource
 from chargewatch.render import plain
+from infra.errors import UsageError
 from infra.kafka_config import client_config
 from infra.metrics import CONTENT_TYPE, sink_registry
 from infra.settings import Settings
@@ -112,6 +113,31 @@ def _dead_letters(service: SinkService, params: dict[str, str]) -> dict[str, Any
     return {"letters": [to_wire(letter) for letter in letters], "total": total}
 
 
+def _query(service: SinkService, parts: list[str], params: dict[str, str],
+           ) -> tuple[HTTPStatus, Any]:
+    """The answer to a lookup or report path: sessions, CDRs, dead letters, reports."""
+    if len(parts) == 2 and parts[0] == "sessions":
+        row = service.source.session(parts[1])
+        if row is None:
+            return HTTPStatus.NOT_FOUND, {"error": "no such session"}
+        return HTTPStatus.OK, {k: plain(v) for k, v in row.items()}
+    if len(parts) == 4 and parts[::2] == ["stations", "transactions"]:
+        rows = service.source.transaction(parts[1], parts[3])
+        return HTTPStatus.OK, [{k: plain(v) for k, v in row.items()} for row in rows]
+    if len(parts) == 2 and parts[0] == "cdrs":
+        from chargewatch.cdr_cli import cdr_records
+
+        records = cdr_records(service.client, service.source.database, parts[1])
+        return HTTPStatus.OK, [{k: plain(v) for k, v in r.items()} for r in records]
+    if parts == ["dead-letters"]:
+        return HTTPStatus.OK, _dead_letters(service, params)
+    if len(parts) == 2 and parts[0] == "reports":
+        report = service.source.report(parts[1], **params)
+        return HTTPStatus.OK, {"columns": report.columns,
+                               "rows": [[plain(v) for v in r] for r in report.rows]}
+    return HTTPStatus.NOT_FOUND, {"error": f"no such path /{'/'.join(parts)}"}
+
+
 def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -143,28 +169,12 @@ def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
-                elif len(parts) == 2 and parts[0] == "sessions":
-                    row = service.source.session(parts[1], params.get("station"))
-                    if row is None:
-                        self._send(HTTPStatus.NOT_FOUND, {"error": "no such session"})
-                    else:
-                        self._send(HTTPStatus.OK, {k: plain(v) for k, v in row.items()})
-                elif len(parts) == 2 and parts[0] == "cdrs":
-                    from chargewatch.cdr_cli import cdr_records
-
-                    records = cdr_records(service.client, service.source.database, parts[1])
-                    self._send(HTTPStatus.OK, [{k: plain(v) for k, v in r.items()}
-                                               for r in records])
-                elif parts == ["dead-letters"]:
-                    self._send(HTTPStatus.OK, _dead_letters(service, params))
-                elif len(parts) == 2 and parts[0] == "reports":
-                    report = service.source.report(parts[1], **params)
-                    self._send(HTTPStatus.OK, {"columns": report.columns,
-                                               "rows": [[plain(v) for v in r]
-                                                        for r in report.rows]})
                 else:
-                    self._send(HTTPStatus.NOT_FOUND, {"error": f"no such path {url.path}"})
-            except Exception as exc:  # noqa: BLE001 - a bad request must not kill the worker
+                    self._send(*_query(service, parts, params))
+            except UsageError as exc:  # a parameter it cannot use: the message names it
                 self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - a failed request must not kill the worker
+                log.warning("web: %s failed: %s", url.path, exc)
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)})
 
     return Handler

@@ -142,6 +142,34 @@ class IdTemplate:
         _check_unique(parts, refuse)
         return cls(text, tuple(parts))
 
+    def canonical(self, text: str) -> str:
+        """`text` in the letter case this template renders, where the template fixes it.
+
+        A support call reads IDs aloud: `ev-000000042` is `EV-000000042`, and a hex number
+        is upper or lower case as its spec says. `{station}` is free text and keeps the case
+        given (station ids may differ only in case). Text the template cannot have rendered
+        is returned as it is.
+        """
+        match = self._pattern().fullmatch(text)
+        if match is None:
+            return text
+        out: list[str] = []
+        for n, part in enumerate(self.parts):
+            out.append(part.literal)
+            if part.name is not None:
+                value = match.group(f"p{n}")
+                out.append(value.upper() if part.spec.endswith("X") else
+                           value if part.name == "station" else value.lower())
+        return "".join(out)
+
+    def _pattern(self) -> re.Pattern[str]:
+        pieces = []
+        for n, part in enumerate(self.parts):
+            pieces.append(f"(?i:{re.escape(part.literal)})")
+            if part.name is not None:
+                pieces.append(f"(?P<p{n}>{_placeholder_pattern(part)})")
+        return re.compile("".join(pieces))
+
     def render(self, ctx: IdContext) -> str:
         """The session ID for one session: a pure function of the context."""
         out: list[str] = []
@@ -178,6 +206,17 @@ def _check_unique(parts: list[_Part], refuse: Callable[[str], InvalidIdTemplate]
     if "station" in used and "station_daily" in used and used & _DATES:
         return
     raise refuse("none of its placeholder combinations is unique across the network")
+
+
+def _placeholder_pattern(part: _Part) -> str:
+    """What one placeholder can render, letters in either case."""
+    if part.name == "station":
+        return ".+"
+    if part.name == "date":
+        return "[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    if part.name == "compact_date":
+        return "[0-9]{8}"
+    return "[0-9a-fA-F]+" if part.spec[-1:] in ("x", "X") else "[0-9]+"
 
 
 def _value(name: str, spec: str, ctx: IdContext) -> str:

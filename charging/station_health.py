@@ -108,9 +108,3 @@ def _repair_ms(history: Sequence[StatusPoint], onset: int) -> int | None:
         if point.status != FAULTED:
             return point.time_ms - history[onset].time_ms
     return None
-
-
-def whole_days(first_ms: int, last_ms: int) -> tuple[int, int]:
-    """The UTC days from the one holding `first_ms` to the one holding `last_ms`, as
-    [start, end) in epoch ms: the reports' period when no dates are given."""
-    return first_ms - first_ms % DAY_MS, last_ms - last_ms % DAY_MS + DAY_MS

@@ -11,3 +11,7 @@ class StackError(ChargeWatchError):
 
 class ConfigError(ChargeWatchError):
     """The configuration is invalid."""
+
+
+class UsageError(ChargeWatchError):
+    """A command was given an option value it cannot use (the message names the option)."""

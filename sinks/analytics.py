@@ -11,7 +11,16 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.reports import Report, filters, run, where
+from sinks.reports import (
+    OBSERVED_HOURS,
+    SESSIONS,
+    Report,
+    as_tz,
+    filters,
+    run,
+    utilization_sql,
+    where,
+)
 
 QUEUE_GAP_MIN = 10
 """A session that starts within this many minutes after the previous one on the same
@@ -81,40 +90,33 @@ _QUEUE = f"""
 
 def utilization(client: Client, database: str, limit: int | str = 50,
                 **filter_args: Any) -> Report:
-    """Per station, busiest first: connectors seen, plugged-in hours, utilization % (plugged
-    time over connectors x hours of the period), peak hourly occupancy %, hours near full
-    occupancy, sessions queued back-to-back and idle hours of vehicles blocking a queue.
-
-    The period is the hours from the first to the last hour anyone was plugged in (within
-    the date range, among the stations asked for). Occupancy
-    per hour comes from the hourly_load rollup (plugged time overlapping each hour).
+    """Per station, busiest first: connectors seen, plugged-in hours, utilization %
+    (`sinks.reports.utilization_sql`, the same figure as station-daily's over one day),
+    peak hourly occupancy %, hours near full occupancy, sessions queued back-to-back and
+    idle hours of vehicles blocking a queue. Occupancy per hour comes from the hourly_load
+    rollup (plugged time overlapping each hour).
     """
     params = filters(**filter_args)
+    ctes = OBSERVED_HOURS.format(where=where("toDate(hour)", "station_id"),
+                                 span_where=where("toDate(hour)"),
+                                 conn_where=where("day", "station_id"))
     return run(client, f"""
-        WITH
-        conn AS (
-            SELECT station_id, length(groupUniqArrayArray(connectors)) AS n
-            FROM {{db:Identifier}}.station_daily WHERE {where("day", "station_id")}
-            GROUP BY station_id),
+        WITH {ctes},
         occupancy AS (
-            SELECT station_id, any(c.n) AS connectors, sum(l.in_use) AS plugged,
-                   max(l.in_use) AS peak, countIf(l.in_use >= {NEAR_FULL} * c.n) AS near_full,
-                   min(l.hour) AS first_hour, max(l.hour) AS last_hour
-            FROM (SELECT station_id, hour, plugged_ms / 3600000 AS in_use
-                  FROM {{db:Identifier}}.hourly_load FINAL
-                  WHERE {where("toDate(hour)", "station_id")} AND plugged_ms > 0) AS l
-            JOIN conn AS c USING station_id
+            SELECT station_id, any(c.n) AS connectors, sum(h.plugged_ms) AS plugged_ms,
+                   max(h.plugged_ms) / 3600000 AS peak,
+                   countIf(h.plugged_ms / 3600000 >= {NEAR_FULL} * c.n) AS near_full
+            FROM hours AS h JOIN conn AS c USING station_id
             GROUP BY station_id),
         queue AS ({_QUEUE})
         SELECT o.station_id AS station_id, o.connectors AS connectors,
-               round(o.plugged, 2) AS plugged_h,
-               round(100 * o.plugged / (o.connectors * (dateDiff('hour',
-                   min(o.first_hour) OVER (), max(o.last_hour) OVER ()) + 1)), 2)
+               round(o.plugged_ms / 3600000, 2) AS plugged_h,
+               {utilization_sql("o.plugged_ms", "o.connectors", "s.p1 - s.p0")}
                    AS utilization_pct,
                round(100 * o.peak / o.connectors, 2) AS peak_occupancy_pct,
                o.near_full AS hours_near_full,
                q.queued AS queued_sessions, q.blocking_idle_h AS blocking_idle_h
-        FROM occupancy AS o
+        FROM occupancy AS o CROSS JOIN span AS s
         LEFT JOIN queue AS q USING station_id
         ORDER BY utilization_pct DESC, station_id
         LIMIT {{limit:UInt32}}""", database, limit=int(limit), **params)
@@ -123,14 +125,27 @@ def utilization(client: Client, database: str, limit: int | str = 50,
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def heatmap(client: Client, database: str, **filter_args: Any) -> Report:
-    """Sessions started per weekday (rows) and UTC hour of day (columns h00..h23)."""
-    raw = run(client, f"""
-        SELECT toDayOfWeek(hour) AS weekday, toHour(hour) AS hour_of_day,
-               sum(started) AS sessions
-        FROM {{db:Identifier}}.hourly_load
-        WHERE {where("toDate(hour)", "station_id")}
-        GROUP BY weekday, hour_of_day""", database, **filters(**filter_args))
+def heatmap(client: Client, database: str, tz: str | None = None,
+            **filter_args: Any) -> Report:
+    """Sessions started per weekday (rows) and hour of day (columns h00..h23), in `tz`
+    (default UTC; days of the date filter too). UTC reads the hourly_load rollup; another
+    zone reads the sessions' start times, exact also for zones off UTC by half hours."""
+    tz = as_tz(tz)
+    if tz == "UTC":
+        raw = run(client, f"""
+            SELECT toDayOfWeek(hour) AS weekday, toHour(hour) AS hour_of_day,
+                   sum(started) AS sessions
+            FROM {{db:Identifier}}.hourly_load
+            WHERE {where("toDate(hour)", "station_id")}
+            GROUP BY weekday, hour_of_day""", database, **filters(**filter_args))
+    else:
+        raw = run(client, f"""
+            SELECT toDayOfWeek(local) AS weekday, toHour(local) AS hour_of_day,
+                   count() AS sessions
+            FROM (SELECT toTimeZone(start_time, {{tz:String}}) AS local, station_id
+                  FROM {SESSIONS})
+            WHERE {where("toDate(local)", "station_id")}
+            GROUP BY weekday, hour_of_day""", database, tz=tz, **filters(**filter_args))
     grid = [[0] * 24 for _ in range(7)]
     for weekday, hour_of_day, sessions in raw.rows:
         grid[weekday - 1][hour_of_day] = int(sessions)

@@ -8,20 +8,22 @@ lengths are clipped to the period and summed; stations and model/firmware groups
 connectors, then divide. Model and firmware come from the `stations` table (the station
 registry); stations it does not know show NULL.
 
-The period is the UTC days `date_from`..`date_to` (inclusive); without them, the days from
-the first to the last status stored (whole_days), the same for every station asked for.
+The period is the observed one, never padded to whole days: from the first status stored
+to the last moment the network was heard from (its latest status or session end), the same
+for every station asked for; `date_from`..`date_to` (inclusive UTC days) cut it further.
+A 6-hour run is judged on its 6 hours: availability, MTBF and MTTR over what was seen.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from charging.station_health import DAY_MS, DOWN, FAULTED, OCCUPIED, whole_days
+from charging.station_health import DAY_MS, DOWN, FAULTED, OCCUPIED
 from sinks.clickhouse import check_identifier
-from sinks.reports import Report, as_date, run, where
+from sinks.reports import Report, day_range, run, where
 
 _EPOCH_DAY = 719_163
 """date(1970, 1, 1).toordinal()."""
@@ -35,7 +37,8 @@ _PER_CONNECTOR = f"""
     FROM (
         SELECT station_id, connector_id, t, status,
                greatest(0, least(t_next, {{p1:Int64}}) - greatest(t, {{p0:Int64}})) AS len,
-               status = '{FAULTED}' AND previous != '{FAULTED}' AND t >= {{p0:Int64}} AS onset,
+               status = '{FAULTED}' AND previous != '{FAULTED}' AND t >= {{p0:Int64}}
+                   AND t < {{p1:Int64}} AS onset,
                repaired_at
         FROM (
             SELECT station_id, connector_id, t, status,
@@ -45,7 +48,8 @@ _PER_CONNECTOR = f"""
             FROM (SELECT station_id, connector_id, toUnixTimestamp64Milli(time) AS t,
                          event_id, status
                   FROM {{db:Identifier}}.connector_status FINAL
-                  WHERE time < fromUnixTimestamp64Milli({{p1:Int64}}, 'UTC')
+                  -- a repair at the very end of the period still ends its fault
+                  WHERE time <= fromUnixTimestamp64Milli({{p1:Int64}}, 'UTC')
                     AND {where(None, "station_id")})
             WINDOW whole AS (PARTITION BY station_id, connector_id ORDER BY t, event_id
                              ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING),
@@ -110,18 +114,22 @@ def model_availability(client: Client, database: str, **filter_args: Any) -> Rep
 def period(client: Client, database: str, date_from: Any = None,
            date_to: Any = None) -> tuple[int, int] | None:
     """The report period [start, end) in epoch ms (module docstring); None: no history."""
-    first, last = as_date(date_from, "date_from"), as_date(date_to, "date_to")
-    if first is None or last is None:
-        low, high, rows = client.query(
-            "SELECT toUnixTimestamp64Milli(min(time)), toUnixTimestamp64Milli(max(time)), "
-            "count() FROM {db:Identifier}.connector_status",
-            parameters={"db": check_identifier(database)}).result_rows[0]
-        if not rows:
-            return None
-        stored = whole_days(int(low), int(high))
-    start = (first.toordinal() - _EPOCH_DAY) * DAY_MS if first else stored[0]
-    end = ((last + timedelta(days=1)).toordinal() - _EPOCH_DAY) * DAY_MS if last else stored[1]
-    return start, end
+    first, last = day_range(date_from, date_to)
+    low, high, rows = client.query(
+        "SELECT toUnixTimestamp64Milli(min(time)), greatest(toUnixTimestamp64Milli(max(time)), "
+        "  (SELECT ifNull(toUnixTimestamp64Milli(max(end_time)), 0) "
+        "   FROM {db:Identifier}.charging_sessions WHERE sign > 0)), count() "
+        "FROM {db:Identifier}.connector_status",
+        parameters={"db": check_identifier(database)}).result_rows[0]
+    if not rows:
+        return None
+    start = int(low) if first is None else max(int(low), _day_ms(first))
+    end = int(high) if last is None else min(int(high), _day_ms(last + timedelta(days=1)))
+    return (start, end) if end > start else None
+
+
+def _day_ms(day: date) -> int:
+    return (day.toordinal() - _EPOCH_DAY) * DAY_MS
 
 
 def _params(client: Client, database: str, date_from: Any = None, date_to: Any = None,

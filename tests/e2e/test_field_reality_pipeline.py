@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from chargewatch.embedded import EmbeddedBroker
+from chargewatch.lookup import ClickHouseSource, find_transaction
 from chargewatch.publishing import fleet_config, meter_publisher, progress_bar, publish_simulation
 from chargewatch.stack import LocalStack
 from infra.clock import now_ms
@@ -65,6 +66,16 @@ def test_two_simulated_days_with_overlapping_transaction_ids_lose_no_session(
         assert all(r["flags"] == [] and r["version"] == 1 for r in rows.values())
         reused = _anomaly_sessions(stack.client, database, "transaction_id_reused",
                                    minimum=1)
+        source = ClickHouseSource(stack.client, database)
+        for session_id in reused:
+            row = next(r for r in rows.values() if r["session_id"] == session_id)
+            named = find_transaction(source, None, row["station_id"], row["transaction_id"])
+            planned = sorted((t for t in truth if (t.station_id, t.transaction_id)
+                              == (row["station_id"], row["transaction_id"])),
+                             key=lambda t: t.start_ms, reverse=True)
+            assert len(planned) >= 2
+            assert [f.record["session_id"] for f in named] == \
+                [rows[(t.station_id, t.connector_id, t.start_ms)]["session_id"] for t in planned]
     by_id = {r["session_id"]: r for r in rows.values()}
     second_day = {(t.station_id, t.connector_id, t.start_ms) for t in truths[1]}
     for session_id in reused:

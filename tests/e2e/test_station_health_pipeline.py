@@ -15,7 +15,7 @@ from chargewatch.embedded import EmbeddedBroker
 from chargewatch.lookup import run_report
 from chargewatch.publishing import fleet_config, meter_publisher, progress_bar, publish_simulation
 from chargewatch.stack import LocalStack
-from charging.station_health import DAY_MS, HealthFigures
+from charging.station_health import HealthFigures
 from infra.settings import load_settings
 from producers.faults import FaultConfig, FaultProfile
 from producers.simulator import simulate
@@ -56,7 +56,11 @@ def test_availability_mtbf_mttr_equal_the_fault_truth(broker: EmbeddedBroker, ch
         models = run_report(stack.client, database, "model-availability")
 
     config = simulation.config
-    end = config.start_ms - config.start_ms % DAY_MS + DAY_MS  # the day holding the statuses
+    # the observed period: from the boot statuses at start to the last thing heard (a status
+    # or a session's end), not padded to a whole day
+    end = max(max(e.event_time_ms for _, events in simulation.messages() for e in events
+                  if e.status),
+              max(t.end_ms for t in simulation.truth()))
     registry = simulation.registry()["stations"]
     expected: dict[str, HealthFigures] = {}
     for station in simulation.stations:

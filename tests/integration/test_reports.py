@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from infra.errors import UsageError
 from schemas.codec import Codec
 from schemas.records import ChargingSession, SessionState
 from sinks import reports
@@ -112,5 +113,5 @@ def test_cost_per_vehicle(client: Client, database: str) -> None:
                            (None, "EUR", 1, 1.0, Decimal("0.5"), Decimal("0.5"))]
     may = reports.cost_per_vehicle(client, database, month="2024-05")
     assert may.rows == [("EV-1", "EUR", 1, 10.0, Decimal("4"), Decimal("4"))]
-    with pytest.raises(ValueError, match="month must be a date"):
+    with pytest.raises(UsageError, match="--month must be a month like 2024-05"):
         reports.cost_per_vehicle(client, database, month="May")

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -154,9 +155,7 @@ def test_summary_and_station_daily(loaded: tuple[Client, str]) -> None:
                  sum(s.state == "incomplete" for s in g), sum(map(failed, g)),
                  sum(s.energy_wh <= 0 for s in g), sum(s.energy_wh for s in g) / 1000,
                  sum(s.cost for s in g), sum(s.plugged_ms for s in g) / 60000,
-                 sum(s.charging_ms for s in g) / 60000,
-                 100 * sum(s.plugged_ms for s in g)
-                 / (len({s.connector_id for s in g}) * DAY))
+                 sum(s.charging_ms for s in g) / 60000, _utilization_of_day(*key[:2]))
                 for key, g in sorted(groups.items())]
     places = {8: 3, 10: 1, 11: 1, 12: 2}
     rollup = reports.station_daily(client, db)
@@ -168,6 +167,41 @@ def test_summary_and_station_daily(loaded: tuple[Client, str]) -> None:
                           date_from=day(one.start_ms), date_to=str(day(one.start_ms)))
     assert_rows(filtered.rows, [r for r in expected if r[:2] == (day(one.start_ms),
                                                                  one.station_id)], places)
+
+
+def _utilization_of_day(on: dt.date, station: str) -> float:
+    """docs/bi.md's definition, from the plan: plugged time in the day over connectors seen
+    x the day's part of the observed span (first to last hour anyone was plugged in)."""
+    plugged = defaultdict(int)
+    for s in FINAL:
+        for h, ms_in_hour, _ in _hours(s):
+            plugged[(s.station_id, h)] += ms_in_hour
+    busy = [h for h, v in ((h, v) for (_, h), v in plugged.items()) if v > 0]
+    first, last = min(busy), max(busy) + H
+    day_start = (on - dt.date(1970, 1, 1)).days * DAY
+    observed = max(0, min(day_start + DAY, last) - max(day_start, first))
+    connectors = len({s.connector_id for s in FINAL if s.station_id == station})
+    mine = sum(v for (st, h), v in plugged.items() if st == station and day(h) == on)
+    return 100 * mine / (connectors * observed)
+
+
+def test_summary_honours_the_filters(loaded: tuple[Client, str]) -> None:
+    client, db = loaded
+    one = FINAL[7]
+    cases = [({"station": one.station_id}, lambda s: s.station_id == one.station_id),
+             ({"date_from": day(one.start_ms), "date_to": day(one.start_ms)},
+              lambda s: day(s.start_ms) == day(one.start_ms)),
+             ({"vehicle": one.vehicle_id}, lambda s: s.vehicle_id == one.vehicle_id)]
+    for given, keep in cases:
+        mine = [s for s in FINAL if keep(s)]
+        assert 0 < len(mine) < len(FINAL)
+        row = run_report(client, db, "summary", **given).rows[0]
+        assert row[:6] == ("EUR", len(mine), sum(s.state == "completed" for s in mine),
+                           sum(s.state == "incomplete" for s in mine),
+                           round(sum(s.energy_wh for s in mine) / 1000, 3),
+                           sum(s.cost for s in mine)), given
+        assert row[7:] == (len({s.station_id for s in mine}),
+                           len({s.vehicle_id for s in mine if s.vehicle_id})), given
 
 
 def test_station_health(loaded: tuple[Client, str]) -> None:
@@ -232,6 +266,17 @@ def test_utilization_and_bottlenecks(loaded: tuple[Client, str]) -> None:
     assert_rows(actual, expected, {2: 2, 3: 2, 4: 2, 7: 2})
 
 
+def test_one_utilization_for_the_same_station_and_day(loaded: tuple[Client, str]) -> None:
+    """`station-daily` and `utilization` over one day give each station the same figure."""
+    client, db = loaded
+    for on in sorted({day(s.start_ms) for s in FINAL}):
+        daily = {r[1]: r[-1] for r in reports.station_daily(client, db, date_from=on,
+                                                            date_to=on).rows}
+        busiest = {r[0]: r[3] for r in analytics.utilization(client, db, date_from=on,
+                                                             date_to=on, limit=1000).rows}
+        assert daily and daily == {k: v for k, v in busiest.items() if k in daily}
+
+
 def test_patterns(loaded: tuple[Client, str]) -> None:
     client, db = loaded
     starts = Counter()
@@ -242,6 +287,15 @@ def test_patterns(loaded: tuple[Client, str]) -> None:
     assert [row[0] for row in heat.rows] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     assert [list(row[1:]) for row in heat.rows] == [
         [starts[(d, h)] for h in range(24)] for d in range(1, 8)]
+    for zone in ("Asia/Kolkata", "America/New_York"):  # +5:30 and -5:00 from UTC
+        local = Counter()
+        for s in FINAL:
+            moment = dt.datetime.fromtimestamp(s.start_ms / 1000, ZoneInfo(zone))
+            local[(moment.isoweekday(), moment.hour)] += 1
+        assert local != starts
+        heat = run_report(client, db, "heatmap", tz=zone)
+        assert [list(row[1:]) for row in heat.rows] == [
+            [local[(d, h)] for h in range(24)] for d in range(1, 8)], zone
 
     def buckets(values: list[float], bounds: tuple[int, ...]) -> list[int]:
         return [sum(1 for v in values if (i == 0 or v >= bounds[i - 1])
@@ -324,12 +378,12 @@ def test_lookups_give_the_latest_version(loaded: tuple[Client, str]) -> None:
 
 
 def test_unknown_report_and_filter_are_refused(loaded: tuple[Client, str]) -> None:
-    from infra.errors import StackError
+    from infra.errors import UsageError
 
     client, db = loaded
-    with pytest.raises(StackError, match="unknown report 'nope'"):
+    with pytest.raises(UsageError, match="unknown report 'nope'"):
         run_report(client, db, "nope")
-    with pytest.raises(StackError, match="does not take vehicle"):
+    with pytest.raises(UsageError, match="does not take --vehicle"):
         run_report(client, db, "utilization", vehicle="V1")
 
 

@@ -107,8 +107,7 @@ def test_station_and_model_reports_equal_the_maths(client: Client, database: str
     rows = _history(seed)
     _write(client, database, rows)
     start, end = health_reports.period(client, database)
-    assert (start, end) == (T0 - DAY, T0 + (max(r.time_ms for r in rows) - T0) // DAY * DAY
-                            + DAY)
+    assert (start, end) == (min(r.time_ms for r in rows), max(r.time_ms for r in rows))
     expected = _expected(rows, start, end)
 
     report = run_report(client, database, "station-availability")
@@ -139,7 +138,9 @@ def test_date_range_and_station_filter(client: Client, database: str) -> None:
     day = date(2026, 11, 23)
     report = health_reports.station_availability(client, database, date_from=day, date_to=day,
                                                  station="CS-2")
-    expected = _expected([r for r in rows if r.station_id == "CS-2"], T0, T0 + DAY)
+    start, end = max(T0, min(r.time_ms for r in rows)), min(T0 + DAY,
+                                                             max(r.time_ms for r in rows))
+    expected = _expected([r for r in rows if r.station_id == "CS-2"], start, end)
     assert [row[0] for row in report.rows] == list(expected)
     _assert_close(report.rows[0][4:], _row(expected["CS-2"]))
 
@@ -147,3 +148,20 @@ def test_date_range_and_station_filter(client: Client, database: str) -> None:
 def test_empty_history_gives_empty_reports(client: Client, database: str) -> None:
     assert health_reports.station_availability(client, database).rows == []
     assert health_reports.model_availability(client, database).rows == []
+
+
+def test_a_six_hour_run_is_judged_on_its_six_hours(client: Client, database: str) -> None:
+    """Not padded to a whole day: 6 h observed per connector, one 1-hour fault (issue 16 §4).
+    By hand: up 5 h of 6 -> 83.333 %, MTBF = 5 h up / 1 failure, MTTR 60 min."""
+    t = T0 + 9 * H
+    _write(client, database, [
+        ConnectorStatus("a0", "CS-1", 1, "Available", None, t, t, t),
+        ConnectorStatus("a1", "CS-1", 1, "Faulted", None, t + 2 * H, t + 2 * H, t + 2 * H),
+        ConnectorStatus("a2", "CS-1", 1, "Available", None, t + 3 * H, t + 3 * H, t + 3 * H),
+        ConnectorStatus("a3", "CS-1", 1, "Available", None, t + 6 * H, t + 6 * H, t + 6 * H)])
+    row = run_report(client, database, "station-availability").rows[0]
+    assert row[0] == "CS-1"
+    _assert_close(row[4:], (6.0, 83.333, 60.0, 0.0, 1, 5.0, 60.0))
+    same_day = run_report(client, database, "station-availability",
+                          date_from=date(2026, 11, 23), date_to=date(2026, 11, 23)).rows[0]
+    assert same_day[4:] == row[4:]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from charging.pricing import SimpleTariff
 from charging.session_ids import IdTemplate
-from charging.station_health import DAY_MS, HealthFigures, StatusPoint, connector_health, whole_days
+from charging.station_health import DAY_MS, HealthFigures, StatusPoint, connector_health
 from charging.status import StatusHistory
 from charging.stitcher import SessionStitcher, StitcherConfig
 from processors.batch import BatchProcessor, RawMessage
@@ -64,11 +64,6 @@ def test_statuses_after_the_period_do_not_count() -> None:
     figures = connector_health(_points((0, "Available"), (30, "Faulted"), (31, "Available")),
                                T0, T0 + 24 * H)
     assert figures == HealthFigures(observed_ms=24 * H)
-
-
-def test_whole_days() -> None:
-    assert whole_days(T0 + 5, T0 + 5) == (T0, T0 + DAY_MS)
-    assert whole_days(T0 - 1, T0 + DAY_MS) == (T0 - DAY_MS, T0 + 2 * DAY_MS)
 
 
 histories = st.lists(

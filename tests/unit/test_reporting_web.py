@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chargewatch.charts import CHARTS, save_chart
+from chargewatch.charts import CHARTS, draw, save_chart
 from charging.pricing import SimpleTariff
 from charging.session_ids import IdTemplate
 from charging.state import StationState
@@ -106,7 +106,9 @@ def test_every_chart_draws(tmp_path: Path) -> None:
     for name, spec in CHARTS.items():
         rows = [("2026-01-01", 1.5), ("2026-01-02", 2)] if spec.kind == "line" else \
             [("a", 1.5), (None, 2)]
-        report = samples.get(name) or Report([spec.x, spec.y], rows)
+        extra = [c for c in spec.label if c not in (spec.x, spec.y)]
+        report = samples.get(name) or Report([spec.x, spec.y, *extra],
+                                             [(*r, *("m" for _ in extra)) for r in rows])
         path = save_chart(name, report, tmp_path / f"{name}.png")
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     with pytest.raises(StackError, match="no rows"):
@@ -121,3 +123,33 @@ def test_cli_report_names_are_the_registry() -> None:
     from chargewatch.reporting import REPORT_NAMES
 
     assert tuple(REPORTS) == REPORT_NAMES
+
+
+def test_charts_show_the_data_not_the_void() -> None:
+    """Issue 16 §4: a day is bounded to itself, the model chart names the model and zooms to
+    where the values differ, anomaly bars say which station, the heatmap names its zone."""
+    import datetime as dt
+
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    one_day = draw("station-daily", Report(["day", "energy_kwh"], [(dt.date(2026, 11, 23), 5.0)]))
+    low, high = (mdates.num2date(v).replace(tzinfo=None) for v in one_day.axes[0].get_xlim())
+    assert dt.datetime(2026, 11, 22) <= low < dt.datetime(2026, 11, 23) < high \
+        <= dt.datetime(2026, 11, 24)
+    models = draw("model-availability", Report(
+        ["model", "firmware", "availability_pct"],
+        [("Terra 54", "1.8.3", 96.6), ("Terra 54", "1.9.0", 100.0)]))
+    axes = models.axes[0]
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["Terra 54 1.8.3", "Terra 54 1.9.0"]
+    bottom, top = axes.get_ylim()
+    assert 90 < bottom < 96.6 and 100 < top < 102
+    anomalies = draw("top-anomalies", Report(["kind", "station_id", "anomalies"],
+                                             [("connector_fault", "CS-0007", 3)]))
+    assert anomalies.axes[0].get_xticklabels()[0].get_text() == "connector_fault CS-0007"
+    hours = [f"h{h:02d}" for h in range(24)]
+    heat = draw("heatmap", Report(["weekday", *hours], [("Mon", *range(24))]),
+                tz="Europe/Oslo")
+    assert "Europe/Oslo" in heat.axes[0].get_title()
+    for figure in (one_day, models, anomalies, heat):
+        plt.close(figure)

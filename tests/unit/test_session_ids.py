@@ -277,3 +277,17 @@ def test_distinct_positions_get_distinct_ids_at_any_scale(
     around = neighbours(position, partitions)
     ids = {template.render(ctx(position=p, partitions=partitions)) for p in around}
     assert len(ids) == len(around)
+
+
+@pytest.mark.parametrize(("template", "typed", "canonical"), [
+    ("EV-{num:09d}", "ev-000000042", "EV-000000042"),
+    ("SESSION-{num:012X}", "session-abcdef123456", "SESSION-ABCDEF123456"),
+    ("sess-{num:x}", "SESS-ABC", "sess-abc"),
+    ("{station}-{date}-{station_daily:03d}", "ls-2021-09-25-001", "ls-2021-09-25-001"),
+    ("LS-{station}-{station_seq}", "ls-Cs-01-7", "LS-Cs-01-7"),
+    ("EV-{num:09d}", "EV-12ab", "EV-12ab"),
+])
+def test_lookups_take_any_letter_case_the_template_allows(template: str, typed: str,
+                                                          canonical: str) -> None:
+    """Literals and hex digits are the template's case; free-text {station} keeps its own."""
+    assert IdTemplate.parse(template).canonical(typed) == canonical
