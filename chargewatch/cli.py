@@ -18,6 +18,7 @@ from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
 from chargewatch.bench_gateway import add_bench_gateway_arguments
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
+from chargewatch.bench_scale import add_bench_scale_arguments
 from chargewatch.cdr_cli import add_cdr_arguments, cmd_cdr
 from chargewatch.dead_letters_cli import add_dead_letters_arguments, cmd_dead_letters
 from chargewatch.discovery import (
@@ -228,6 +229,8 @@ def _add_benches(bench: argparse.ArgumentParser) -> None:
     add_bench_arguments(reports)
     add_bench_gateway_arguments(benches.add_parser(
         "gateway", help="OCPP messages/s and answer latency of one gateway process"))
+    add_bench_scale_arguments(benches.add_parser(
+        "scale", help="processor events/s with 1, 2, 4... workers on one topic"))
 
 
 USES_RUNNING_STACK = frozenset({"simulate", "replay", "session", "cdr", "report", "anomalies",
