@@ -25,10 +25,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
 from chargewatch.embedded import EmbeddedBroker, child_options, free_port
 from chargewatch.worker import write_config
 from infra.errors import ConfigError, StackError
-from infra.settings import Settings, load_settings
+from infra.settings import Settings
 
 if TYPE_CHECKING:  # the CLI imports this module: the bench's imports only when it runs
     from chargewatch.bench import Workload
@@ -136,7 +138,7 @@ def _wait(workers: list[StageWorker], done: Callable[[], bool], deadline: float,
         time.sleep(0.05)
 
 
-def run_scale_bench(worker_counts: list[int], events: int, partitions: int,
+def run_scale_bench(base: Settings, worker_counts: list[int], events: int, partitions: int,
                     run_dir: Path) -> list[tuple[str, ...]]:
     from chargewatch.bench import workload
 
@@ -146,7 +148,7 @@ def run_scale_bench(worker_counts: list[int], events: int, partitions: int,
         load: Workload | None = None
         one = 0.0
         for count in worker_counts:
-            settings = _settings(broker.bootstrap_servers, run_dir, partitions)
+            settings = _settings(base, broker.bootstrap_servers, run_dir, partitions)
             load = load or workload(settings, events, 1)
             rate, share = rate_with(settings, run_dir / settings.kafka.namespace, count, load)
             if count == 1:
@@ -156,11 +158,15 @@ def run_scale_bench(worker_counts: list[int], events: int, partitions: int,
     return rows
 
 
-def _settings(bootstrap: str, run_dir: Path, partitions: int) -> Settings:
-    return load_settings(
-        kafka={"bootstrap_servers": bootstrap, "namespace": f"scale{uuid.uuid4().hex[:6]}",
-               "partitions": partitions},
-        clickhouse={"url": f"chdb://{run_dir.resolve() / 'chdb'}"})
+def _settings(base: Settings, bootstrap: str, run_dir: Path, partitions: int) -> Settings:
+    """The user's settings (processor tuning included) on a fresh namespace of the bench's
+    broker."""
+    return base.model_copy(update={
+        "kafka": base.kafka.model_copy(update={
+            "bootstrap_servers": bootstrap, "namespace": f"scale{uuid.uuid4().hex[:6]}",
+            "partitions": partitions}),
+        "clickhouse": base.clickhouse.model_copy(update={
+            "url": SecretStr(f"chdb://{run_dir.resolve() / 'chdb'}")})})
 
 
 def worker_counts(text: str) -> list[int]:
@@ -188,7 +194,7 @@ def cmd_bench_scale(settings: Settings, args: argparse.Namespace) -> int:
     if max(args.workers) > args.partitions:
         raise ConfigError(f"{max(args.workers)} workers on {args.partitions} partitions: "
                           f"a worker without a partition has nothing to do")
-    rows = run_scale_bench(args.workers, args.events, args.partitions, Path(args.run_dir))
+    rows = run_scale_bench(settings, args.workers, args.events, args.partitions, Path(args.run_dir))
     print_rows(["workers", "partitions each", "events/s", "ratio to 1 worker", "events timed"],
                rows, title=f"chargewatch bench scale ({args.events:,} events, 1 a message, "
                            f"{args.partitions} partitions, {os.cpu_count()} cores)")
