@@ -6,8 +6,9 @@ One `chargewatch gateway` process on the embedded broker; `--chargers` simulated
 1. closed loop (each charger sends its next reading when answered): messages/s per gateway
    process, with the gateway's CPU per thread from /proc over the same window;
 2. readings offered at half that rate: the answer latency of a gateway with headroom;
-3. a second gateway process profiled with cProfile over a closed loop: its event-loop
-   thread's time by bucket (the profiler slows it; only the shares are meant).
+3. a second gateway process profiled over a closed loop: its event-loop thread's time by
+   bucket (cProfile) and the `ocpp` library's schema validation in its executor threads
+   (thread CPU time); the profiler slows the Python code, so only the shares are meant.
 From phase 1 it sizes the gateway replicas for a network of `NETWORK_CONNECTORS`.
 """
 
