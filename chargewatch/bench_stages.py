@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import faust
+from faust.types import TP
 from faust.worker import Worker
 
 from infra.kafka_config import faust_credentials
@@ -61,7 +62,12 @@ def bare_agent(settings_path: Path, expected_messages: int) -> None:
 
 
 def processor(settings_path: Path, expected_events: int) -> None:
-    """The real processor app (decode, stitch, IDs, pricing, publish, table writes)."""
+    """The real processor app (decode, stitch, IDs, pricing, publish, table writes).
+
+    With `expected_events` 0 it is one of several workers sharing the topic: it never stops
+    and prints its running count and the time after every batch, for `chargewatch bench
+    scale` to add up (perf_counter is CLOCK_MONOTONIC on Linux: one clock for all processes).
+    """
     settings = load_settings(settings_path)
     seen = {"n": 0, "first": 0.0}
 
@@ -69,11 +75,35 @@ def processor(settings_path: Path, expected_events: int) -> None:
         if seen["n"] == 0:
             seen["first"] = started
         seen["n"] += counts.events_read
-        if seen["n"] >= expected_events:
+        if expected_events == 0:
+            print(json.dumps({"count": seen["n"], "at": time.perf_counter()}), flush=True)
+        elif seen["n"] >= expected_events:
             _finish(seen["n"], seen["first"], time.perf_counter())
 
     app = create_app(settings, settings.kafka.bootstrap_servers or "", on_batch=on_batch)
+    if expected_events == 0:
+        _report_partitions(app, Topics(settings.kafka.namespace).meter_events)
     _run(app)
+
+
+def _report_partitions(app: faust.App, topic: str) -> None:
+    """Print the partitions of `topic` this worker owns after every rebalance step, so that
+    `chargewatch bench scale` publishes once the group is whole."""
+    owned: set[int] = set()
+
+    def report() -> None:
+        print(json.dumps({"owns": sorted(owned)}), flush=True)
+
+    async def on_assigned(sender: object, assigned: set[TP], **_: object) -> None:
+        owned.update(tp.partition for tp in assigned if tp.topic == topic)
+        report()
+
+    async def on_revoked(sender: object, revoked: set[TP], **_: object) -> None:
+        owned.difference_update(tp.partition for tp in revoked if tp.topic == topic)
+        report()
+
+    app.on_partitions_assigned.connect(on_assigned)
+    app.on_partitions_revoked.connect(on_revoked)
 
 
 def _run(app: faust.App) -> None:

@@ -15,8 +15,10 @@ from pathlib import Path
 from rich.console import Console
 
 from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
+from chargewatch.bench_gateway import add_bench_gateway_arguments
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
+from chargewatch.bench_scale import add_bench_scale_arguments
 from chargewatch.cdr_cli import add_cdr_arguments, cmd_cdr
 from chargewatch.dead_letters_cli import add_dead_letters_arguments, cmd_dead_letters
 from chargewatch.discovery import (
@@ -213,15 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "what the pipeline could not use: stage, source, reason, "
                                    "the original bytes"))
     add_gateway_arguments(add("gateway", cmd_gateway, "run the OCPP gateway chargers connect to"))
-    p = add("bench", cmd_bench, "measure throughput, latency and report speed")
-    benches = p.add_subparsers(dest="what", required=True)
+    _add_benches(add("bench", cmd_bench, "measure throughput, latency and report speed"))
+    return parser
+
+
+def _add_benches(bench: argparse.ArgumentParser) -> None:
+    benches = bench.add_subparsers(dest="what", required=True)
     pipeline = benches.add_parser("pipeline", help="events/s and latency on the embedded stack")
     pipeline.add_argument("--events", type=int, default=200_000, help="events per workload")
     pipeline.add_argument("--run-dir", default=".data/bench")
     reports = benches.add_parser("reports", help="report and lookup latency on synthetic data")
     reports.set_defaults(fn=cmd_bench_reports)
     add_bench_arguments(reports)
-    return parser
+    add_bench_gateway_arguments(benches.add_parser(
+        "gateway", help="OCPP messages/s and answer latency of one gateway process"))
+    add_bench_scale_arguments(benches.add_parser(
+        "scale", help="processor events/s with 1, 2, 4... workers on one topic"))
 
 
 USES_RUNNING_STACK = frozenset({"simulate", "replay", "session", "cdr", "report", "anomalies",

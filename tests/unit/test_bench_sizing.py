@@ -1,0 +1,42 @@
+"""The benches' own arithmetic: gateway replicas from a measured rate, the scale bench's
+worker counts and its "the group is whole" check."""
+
+from __future__ import annotations
+
+import argparse
+from types import SimpleNamespace
+
+import pytest
+
+from chargewatch.bench_gateway import GatewayRun, ThreadCpu, _sizing
+from chargewatch.bench_gateway_load import Tally
+from chargewatch.bench_scale import _whole, worker_counts
+
+pytestmark = pytest.mark.unit
+
+
+def test_replicas_plan_half_the_measured_rate_plus_a_spare() -> None:
+    # 1,000 msgs/s measured over 10 s, with 5 CPU-seconds of Python: a ceiling of 2,000/s.
+    run = GatewayRun(Tally(readings=10_000), 10.0, ThreadCpu(3.0, 1.0, 2.0), Tally(), [])
+    ((_, replicas, note),) = _sizing(run)
+    # 100,000 connectors / 30 s * 1.2 = 4,000 msgs/s; at 500/s a replica: 8, + 1 spare.
+    assert replicas == "9"
+    assert "4,000 msgs/s" in note
+    assert "5 at ≤ 50% of the ceiling of 2,000/s" in note  # 4 + 1 spare
+
+
+def test_worker_counts_parse_and_refuse_nonsense() -> None:
+    assert worker_counts("1,2,4") == [1, 2, 4]
+    for bad in ("1,two", "0,1", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            worker_counts(bad)
+
+
+def test_the_group_is_whole_when_every_worker_owns_partitions_and_each_once() -> None:
+    def workers(*owns: list[int]) -> list:
+        return [SimpleNamespace(owns=o) for o in owns]
+
+    assert _whole(workers([0, 1], [2, 3]), 4)
+    assert not _whole(workers([0, 1, 2, 3], []), 4)  # one has not joined yet
+    assert not _whole(workers([0, 1, 2], [2, 3]), 4)  # mid-rebalance: 2 in both
+    assert not _whole(workers([0, 1], [2]), 4)  # partition 3 unowned
