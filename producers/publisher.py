@@ -97,10 +97,15 @@ class EventPublisher:
         """The partition of station `key`: Kafka's own murmur2 placement of the key."""
         found = self._partition_of.get(key)
         if found is None:
-            if not self._partitions:
-                self._partitions = self._partition_count()
-            found = self._partition_of[key] = partition_of(key.encode(), self._partitions)
+            found = self._partition_of[key] = partition_of(key.encode(), self.partitions())
         return found
+
+    def partitions(self) -> int:
+        """The topic's partition count, asked once (up to 10 s; a long-running publisher such
+        as the gateway asks at start, not in the middle of answering a charger)."""
+        if not self._partitions:
+            self._partitions = self._partition_count()
+        return self._partitions
 
     def _partition_count(self) -> int:
         try:

@@ -1,0 +1,114 @@
+"""The publisher's partition window against the real embedded broker: stations land where
+Kafka's own partitioner puts their keys, several per message, each in order; a charger
+behind a windowed gateway is answered only after Kafka acknowledged its event."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from ocpp.v16 import call as call16
+
+from chargewatch.embedded import EmbeddedBroker
+from infra.topics import Topics, ensure_topics
+from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
+from producers.ocpp_gateway import OcppGateway
+from producers.partitioning import PartitionWindow
+from producers.publisher import DeliveryCallback, EventPublisher
+from schemas.codec import Codec
+from schemas.records import EventKind, MeterEvent
+from tests.integration.test_publisher import PARTITIONS, read_all
+from tests.ocpp_chargers import T0, charger
+
+pytestmark = pytest.mark.integration
+
+CODEC = Codec()
+
+
+def event(station: str, n: int) -> MeterEvent:
+    return MeterEvent(event_id=f"{station}:{n}", station_id=station, connector_id=1,
+                      kind=EventKind.METER, event_time_ms=T0 + n, receive_time_ms=T0 + n,
+                      energy_wh=float(n))
+
+
+def test_windowed_stations_land_where_kafka_puts_their_keys(broker: EmbeddedBroker,
+                                                            namespace: str) -> None:
+    conf = {"bootstrap.servers": broker.bootstrap_servers}
+    keyed, windowed = Topics(namespace), Topics(namespace + "w")
+    for topics in (keyed, windowed):
+        ensure_topics(conf, topics, PARTITIONS)
+    stations = [f"CP-{i:03d}" for i in range(60)]
+    plain = EventPublisher(conf, keyed.meter_events, CODEC.encode_meter_events)
+    gathering = EventPublisher(conf, windowed.meter_events, CODEC.encode_meter_events,
+                               PartitionWindow(0.5, 50))
+    for n in range(4):
+        for station in stations:
+            plain.publish(station, [event(station, n)])
+            gathering.publish(station, [event(station, n)])
+    assert plain.flush(30).messages == 240
+    stats = gathering.flush(30)
+    assert stats.sent == 240 and stats.delivered == stats.messages < 240 / 5
+
+    placed = {key.decode(): partition
+              for key, partition, _ in read_all(broker.bootstrap_servers, keyed.meter_events, 240)}
+    order: dict[str, list[str]] = defaultdict(list)
+    stations_per_message = []
+    for key, partition, value in read_all(broker.bootstrap_servers, windowed.meter_events,
+                                          stats.messages):
+        events = CODEC.decode_meter_events(value)
+        assert key is not None and key.decode() == events[0].station_id
+        assert {placed[e.station_id] for e in events} == {partition}
+        stations_per_message.append(len({e.station_id for e in events}))
+        for e in events:
+            order[e.station_id].append(e.event_id)
+    assert order == {s: [f"{s}:{n}" for n in range(4)] for s in stations}
+    assert max(stations_per_message) > 1
+
+
+def test_a_windowed_gateway_answers_only_after_kafka_has_the_event(broker: EmbeddedBroker,
+                                                                   namespace: str) -> None:
+    topics = Topics(namespace)
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, PARTITIONS)
+    publisher = EventPublisher({"bootstrap.servers": broker.bootstrap_servers,
+                                **GATEWAY_PRODUCER_CONF}, topics.meter_events,
+                               CODEC.encode_meter_events, PartitionWindow(0.5, 500))
+    acked: dict[str, float] = {}
+    publish = publisher.publish
+
+    def noting_acks(key: str, events: Any, on_delivery: DeliveryCallback | None = None) -> None:
+        def report(error: str | None) -> None:
+            acked[key] = time.monotonic()
+            assert on_delivery is not None
+            on_delivery(error)
+        publish(key, events, report)
+
+    publisher.publish = noting_acks  # type: ignore[method-assign]
+    delivery = KafkaDelivery(publisher, topics.dead_letters,
+                             lambda d: CODEC.encode_dead_letter(d, topics.dead_letters)).start()
+    gateway = OcppGateway(delivery, heartbeat_interval_s=120, clock=lambda: T0)
+    chargers = [f"CP-{i:02d}" for i in range(12)]
+
+    async def status(url: str, charger_id: str) -> tuple[str, float, float]:
+        async with charger(url, charger_id, "ocpp1.6") as cp:
+            sent = time.monotonic()
+            await cp.call(call16.StatusNotification(connector_id=1, error_code="NoError",
+                                                    status="Available"), suppress=False)
+            return charger_id, sent, time.monotonic()
+
+    async def main() -> list[tuple[str, float, float]]:
+        async with gateway.serve("127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            return await asyncio.gather(*(status(url, c) for c in chargers))
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        delivery.stop(timeout=5)
+    for charger_id, sent, answered in answers:
+        assert sent <= acked[charger_id] <= answered
+    messages = read_all(broker.bootstrap_servers, topics.meter_events, 1)
+    stations = sorted(e.station_id for _, _, v in messages for e in CODEC.decode_meter_events(v))
+    assert stations == chargers and len(messages) < len(chargers)
