@@ -10,10 +10,14 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 from ocpp.v16 import call as call16
 
 from chargewatch.embedded import EmbeddedBroker
-from infra.topics import Topics, ensure_topics
+from infra.settings import load_settings
+from infra.topics import Topics, ensure_topics, read_to_end
+from processors.batch import RawMessage
+from processors.stitching_process import StitchingProcess
 from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF, KafkaDelivery
 from producers.ocpp_gateway import OcppGateway
 from producers.partitioning import PartitionWindow
@@ -112,3 +116,51 @@ def test_a_windowed_gateway_answers_only_after_kafka_has_the_event(broker: Embed
     messages = read_all(broker.bootstrap_servers, topics.meter_events, 1)
     stations = sorted(e.station_id for _, _, v in messages for e in CODEC.decode_meter_events(v))
     assert stations == chargers and len(messages) < len(chargers)
+
+
+def test_a_multi_station_message_is_stitched_into_each_stations_session(
+        broker: EmbeddedBroker, namespace: str) -> None:
+    """Stations gathered by the window go through a real stitching process: one session per
+    station with its own energy, and each station's changelog record on its own partition."""
+    conf = {"bootstrap.servers": broker.bootstrap_servers}
+    settings = load_settings(kafka={"bootstrap_servers": broker.bootstrap_servers,
+                                    "namespace": namespace, "partitions": PARTITIONS})
+    topics = Topics(namespace)
+    ensure_topics(conf, topics, PARTITIONS)
+    changelog = f"{namespace}-station-state-changelog"
+    admin = AdminClient(conf)
+    admin.create_topics([NewTopic(changelog, PARTITIONS, 1)])[changelog].result(10)
+    stations = [f"CS-{n}" for n in range(9)]
+    publisher = EventPublisher(conf, topics.meter_events, CODEC.encode_meter_events,
+                               PartitionWindow(30.0, 500))
+    for i in range(4):
+        for n, station in enumerate(stations):
+            kind = [EventKind.STARTED, EventKind.METER, EventKind.METER, EventKind.ENDED][i]
+            publisher.publish(station, [MeterEvent(
+                event_id=f"{station}-{i}", station_id=station, connector_id=1, kind=kind,
+                event_time_ms=T0 + i * 600_000, receive_time_ms=T0 + i * 600_000,
+                transaction_id="T1", seq=i, energy_wh=1_000.0 + i * 100 * (n + 1))])
+    stats = publisher.flush(30)
+    assert stats.messages <= PARTITIONS
+    offsets: dict[int, int] = defaultdict(int)
+    messages = []
+    for key, partition, value in read_all(broker.bootstrap_servers, topics.meter_events,
+                                          stats.messages):
+        messages.append(RawMessage(topics.meter_events, partition, offsets[partition], key,
+                                   value))
+        offsets[partition] += 1
+    placed = {e.station_id: m.partition for m in messages
+              for e in CODEC.decode_meter_events(m.value)}
+
+    async def run() -> Any:
+        return await StitchingProcess(settings, broker.bootstrap_servers, changelog).process(
+            messages)
+
+    done = asyncio.run(run())
+    assert done.counts.events_used == 36 and done.counts.dead_lettered == 0
+    stored = read_to_end(conf, changelog, list(range(PARTITIONS)))
+    assert {key.decode(): partition for key, (partition, _) in stored.items()} == placed
+    completed = [CODEC.decode_session(value) for _, _, value in read_all(
+        broker.bootstrap_servers, topics.sessions_completed, len(stations))]
+    assert {s.station_id: s.energy_wh for s in completed} == {
+        station: 300.0 * (n + 1) for n, station in enumerate(stations)}
