@@ -117,7 +117,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.bench import cmd_bench as bench_pipeline
 
-    bench_pipeline(settings, args.events, Path(args.run_dir))
+    bench_pipeline(settings, args.events, Path(args.run_dir), args.gateway_only)
     return 0
 
 
@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline = benches.add_parser("pipeline", help="events/s and latency on the embedded stack")
     pipeline.add_argument("--events", type=int, default=200_000, help="events per workload")
     pipeline.add_argument("--run-dir", default=".data/bench")
+    pipeline.add_argument("--gateway-only", action="store_true",
+                          help="only gateway-shaped traffic, partition window off and on")
     reports = benches.add_parser("reports", help="report and lookup latency on synthetic data")
     reports.set_defaults(fn=cmd_bench_reports)
     add_bench_arguments(reports)
