@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
+from chargewatch.bench_args import add_pipeline_arguments
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
 from chargewatch.cdr_cli import add_cdr_arguments, cmd_cdr
@@ -216,10 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bench", cmd_bench, "measure throughput, latency and report speed")
     benches = p.add_subparsers(dest="what", required=True)
     pipeline = benches.add_parser("pipeline", help="events/s and latency on the embedded stack")
-    pipeline.add_argument("--events", type=int, default=200_000, help="events per workload")
-    pipeline.add_argument("--run-dir", default=".data/bench")
-    pipeline.add_argument("--gateway-only", action="store_true",
-                          help="only gateway-shaped traffic, partition window off and on")
+    add_pipeline_arguments(pipeline)
     reports = benches.add_parser("reports", help="report and lookup latency on synthetic data")
     reports.set_defaults(fn=cmd_bench_reports)
     add_bench_arguments(reports)
