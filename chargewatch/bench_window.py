@@ -153,7 +153,7 @@ def gateway_rows(base: Settings, run_dir: Path, events: int,
         ("gateway", "processor at 20 events/message (baseline)", f"{base20:,.0f} ev/s", "1.00")]
     shape = f"{len(load.messages):,} readings of {CHARGERS:,} chargers"
     for name, win in (("window off", None), (f"window {window.window_s * 1000:.0f} ms", window)):
-        key = f"gw{'on' if win else 'off'}x{tag}"
+        key = f"gw{'off' if win is None else 'on'}x{tag}"
         rate, messages = _processor_rate(
             _settings(base, key, run_dir), run_dir,
             lambda conf, topic, w=win: (load.events,

@@ -79,8 +79,9 @@ class PartitionWindow:
         self._clock = clock
         self._open: dict[int, Gathered] = {}
 
-    def __len__(self) -> int:
-        """Events gathered and not yet cut."""
+    @property
+    def gathered(self) -> int:
+        """Events gathered and not yet cut (no __len__: an empty window must stay truthy)."""
         return sum(len(g.events) for g in self._open.values())
 
     def add(self, partition: int, events: Sequence[MeterEvent],

@@ -46,7 +46,7 @@ def test_a_window_is_cut_by_time() -> None:
     assert window.due() == [] and window.wait_s() == pytest.approx(0.010)
     clock.now += 0.011
     [cut] = window.due()
-    assert [e.event_id for e in cut.events] == ["A-1", "B-1"] and len(window) == 0
+    assert [e.event_id for e in cut.events] == ["A-1", "B-1"] and window.gathered == 0
 
 
 def test_a_window_is_cut_by_size_and_one_call_never_splits() -> None:
