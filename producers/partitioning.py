@@ -59,7 +59,12 @@ class Gathered:
     partition: int
     opened_s: float
     events: list[MeterEvent] = field(default_factory=list)
-    callbacks: list[Callback] = field(default_factory=list)
+    calls: list[tuple[int, Callback | None]] = field(default_factory=list)
+    """Per publish call, in order: how many of `events` it gave and who waits for them."""
+
+    @property
+    def callbacks(self) -> list[Callback]:
+        return [callback for _, callback in self.calls if callback is not None]
 
 
 class PartitionWindow:
@@ -98,8 +103,7 @@ class PartitionWindow:
         if gathered is None:
             gathered = self._open[partition] = Gathered(partition, self._clock())
         gathered.events.extend(events)
-        if callback is not None:
-            gathered.callbacks.append(callback)
+        gathered.calls.append((len(events), callback))
         if len(gathered.events) >= self.max_events:
             cut.append(self._open.pop(partition))
         return cut

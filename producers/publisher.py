@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from producers.errors import PublishError
 from producers.partitioning import Gathered, PartitionWindow, partition_of
+from schemas.errors import EncodeError
 from schemas.records import MeterEvent
 
 PRODUCER_DEFAULTS: dict[str, str] = {
@@ -120,9 +121,36 @@ class EventPublisher:
     def _send(self, cut: list[Gathered]) -> None:
         for gathered in cut:
             events, callbacks = gathered.events, gathered.callbacks
-            self._produce(self.topic, events[0].station_id.encode(), self._encode(events),
+            try:
+                value = self._encode(events)
+            except EncodeError:
+                self._send_apart(gathered)
+                continue
+            self._produce(self.topic, events[0].station_id.encode(), value,
                           _fan_out(callbacks) if callbacks else None, gathered.partition)
             self._sent += len(events)
+
+    def _send_apart(self, gathered: Gathered) -> None:
+        """A gathered message that does not encode: each publish call's events as a message
+        of their own, so one caller's bad event fails only that caller (told through its
+        callback; raised when it has none, as without a window)."""
+        start, first_error = 0, None
+        for count, callback in gathered.calls:
+            events = gathered.events[start:start + count]
+            start += count
+            try:
+                value = self._encode(events)
+            except EncodeError as exc:
+                if callback is None:
+                    first_error = first_error or exc
+                else:
+                    callback(f"{self.topic}: {exc}")
+                continue
+            self._produce(self.topic, events[0].station_id.encode(), value, callback,
+                          gathered.partition)
+            self._sent += len(events)
+        if first_error is not None:
+            raise first_error
 
     def publish_raw(self, topic: str, key: bytes | None, value: bytes | None,
                     on_delivery: DeliveryCallback | None = None) -> None:

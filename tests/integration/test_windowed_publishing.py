@@ -5,8 +5,10 @@ behind a windowed gateway is answered only after Kafka acknowledged its event.""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -164,3 +166,27 @@ def test_a_multi_station_message_is_stitched_into_each_stations_session(
         broker.bootstrap_servers, topics.sessions_completed, len(stations))]
     assert {s.station_id: s.energy_wh for s in completed} == {
         station: 300.0 * (n + 1) for n, station in enumerate(stations)}
+
+
+def test_a_bad_event_fails_only_its_own_caller(broker: EmbeddedBroker, namespace: str) -> None:
+    """A gathered message that does not encode goes out call by call: the caller whose event
+    cannot be encoded is told, its neighbours' events land."""
+    conf = {"bootstrap.servers": broker.bootstrap_servers}
+    topics = Topics(namespace)
+    ensure_topics(conf, topics, PARTITIONS)
+    publisher = EventPublisher(conf, topics.meter_events, CODEC.encode_meter_events,
+                               PartitionWindow(30.0, 500))
+    told: dict[str, str | None] = {}
+    stations = [f"CP-{n}" for n in range(6)]
+    for station in stations:
+        bad = station == "CP-3"
+        publisher.publish(station, [replace(event(station, 0), power_w=math.nan if bad else 1.0)],
+                          lambda error, s=station: told.__setitem__(s, error))
+    stats = publisher.flush(30)
+    assert stats.sent == 5 and stats.failed == 0
+    assert "power_w is nan" in str(told.pop("CP-3"))
+    assert told == {s: None for s in stations if s != "CP-3"}
+    landed = sorted(e.station_id for _, _, v in read_all(broker.bootstrap_servers,
+                                                         topics.meter_events, stats.messages)
+                    for e in CODEC.decode_meter_events(v))
+    assert landed == [s for s in stations if s != "CP-3"]
