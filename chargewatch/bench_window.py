@@ -26,7 +26,6 @@ from chargewatch.bench import (
     _UpdateReader,
     publish,
     stage,
-    workload,
 )
 from chargewatch.embedded import EmbeddedBroker, free_port
 from chargewatch.publishing import fleet_config
@@ -46,14 +45,17 @@ OFFERED = 10_000.0
 ~300,000 connectors reading every 30 s sends (the window's message size follows from it)."""
 
 
-def gateway_workload(settings: Settings, events: int) -> Workload:
-    """The first `events` readings of `CHARGERS` chargers, one per message, in time order."""
-    config = dataclasses.replace(fleet_config(settings), events_per_message=1,
-                                 stations=CHARGERS)
+def gateway_workload(settings: Settings, events: int, per_message: int = 1) -> Workload:
+    """The first `events` readings of `CHARGERS` chargers, `per_message` consecutive ones
+    of a charger to a message (1: as a gateway forwards them), in time order."""
+    config = dataclasses.replace(fleet_config(settings), events_per_message=per_message,
+                                 flush_interval_s=10**6, stations=CHARGERS)
     taken = []
+    count = 0
     for station, batch in simulate(config).messages():
         taken.append((station, batch))
-        if len(taken) >= events:
+        count += len(batch)
+        if count >= events:
             break
     return Workload(taken)
 
@@ -137,12 +139,13 @@ def _latency(settings: Settings, run_dir: Path, load: Workload, rate: float,
 def gateway_rows(base: Settings, run_dir: Path, events: int,
                  offered: float) -> list[tuple[str, ...]]:
     """Rows for gateway-shaped traffic, window off and on, against the processor's own rate
-    at 20 events per message, all measured in this run on the broker `base` names."""
+    at 20 events per message of the same chargers, all measured in this run on the broker
+    `base` names."""
     window = PartitionWindow(base.publisher.window_ms / 1000 or 0.02,
                              base.publisher.window_max_events)
     tag = uuid.uuid4().hex[:6]
     load = gateway_workload(base, events)
-    batched = workload(base, events, 20)
+    batched = gateway_workload(base, events, 20)  # the same chargers, 20 to a message
 
     def fill_batched(conf: dict[str, Any], topic: str) -> tuple[int, int]:
         publish(conf, topic, batched)
