@@ -276,6 +276,8 @@ class Codec:
         """For a batch `decode_meter_events` refused: each event, or why it cannot be used, so
         one bad event of a multi-station message costs that event, not its neighbours'.
         Raises `DecodeError` when the message itself cannot be read event by event."""
+        if isinstance(data, bytes | bytearray | memoryview) and len(data) > MAX_MESSAGE_BYTES:
+            raise DecodeError(f"meter-events message of {len(data)} bytes")
         _, datum = self._read(data, ("MeterEventBatch",))
         items = datum["events"]
         if not items or len(items) > MAX_EVENTS_PER_MESSAGE:

@@ -10,7 +10,7 @@ from charging.pricing import SimpleTariff
 from charging.session_ids import IdTemplate
 from charging.stitcher import SessionStitcher, StitcherConfig
 from processors.batch import BatchProcessor, RawMessage
-from schemas.codec import Codec
+from schemas.codec import MAX_MESSAGE_BYTES, Codec
 from schemas.errors import DecodeError
 from schemas.records import ChargingSession, EventKind, MeterEvent
 
@@ -61,6 +61,8 @@ def test_a_bad_event_of_a_batch_costs_only_that_event() -> None:
     assert isinstance(items[1], str) and "connector_id 70000" in items[1]
     with pytest.raises(DecodeError):
         CODEC.decode_meter_event_items(data[:-3])
+    with pytest.raises(DecodeError, match="meter-events message of"):
+        CODEC.decode_meter_event_items(data + b"\x00" * MAX_MESSAGE_BYTES)
     with pytest.raises(DecodeError, match="expected MeterEventBatch"):
         CODEC.decode_meter_event_items(CODEC.encode_meter_events(events[:1]))
 
