@@ -455,7 +455,11 @@ def end_to_end(settings: Settings, run_dir: Path, load: Workload) -> float:
         return load.events / (time.perf_counter() - started)
 
 
-def cmd_bench(settings: Settings, events: int, run_dir: Path) -> None:
-    rows = run_pipeline_bench(events, run_dir)
+def cmd_bench(settings: Settings, events: int, run_dir: Path,
+              gateway_only: bool = False) -> None:
+    from chargewatch.bench_window import run_gateway_bench  # it builds on this module
+
+    rows = [] if gateway_only else run_pipeline_bench(events, run_dir)
+    rows += run_gateway_bench(events, run_dir)
     print_rows(["events/message", "measure", "value", "ratio"], rows,
                title=f"chargewatch bench pipeline ({events:,} events)")

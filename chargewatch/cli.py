@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from chargewatch.anomalies_cli import add_anomalies_arguments, cmd_anomalies
+from chargewatch.bench_args import add_pipeline_arguments
 from chargewatch.bench_gateway import add_bench_gateway_arguments
 from chargewatch.bench_reports import add_bench_arguments
 from chargewatch.bench_reports import cmd_bench as cmd_bench_reports
@@ -119,7 +120,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from chargewatch.bench import cmd_bench as bench_pipeline
 
-    bench_pipeline(settings, args.events, Path(args.run_dir))
+    bench_pipeline(settings, args.events, Path(args.run_dir), args.gateway_only)
     return 0
 
 
@@ -222,8 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_benches(bench: argparse.ArgumentParser) -> None:
     benches = bench.add_subparsers(dest="what", required=True)
     pipeline = benches.add_parser("pipeline", help="events/s and latency on the embedded stack")
-    pipeline.add_argument("--events", type=int, default=200_000, help="events per workload")
-    pipeline.add_argument("--run-dir", default=".data/bench")
+    add_pipeline_arguments(pipeline)
     reports = benches.add_parser("reports", help="report and lookup latency on synthetic data")
     reports.set_defaults(fn=cmd_bench_reports)
     add_bench_arguments(reports)

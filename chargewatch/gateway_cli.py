@@ -71,6 +71,7 @@ def gateway_policy(gateway: GatewaySettings) -> GatewayPolicy:
 
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     """`chargewatch gateway`: serve chargers until interrupted or terminated."""
+    from chargewatch.publishing import publish_window
     from infra.errors import ConfigError
     from infra.kafka_config import check_connection, client_config
     from infra.topics import Topics, ensure_topics, read_to_end
@@ -93,7 +94,9 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     codec = Codec(settings.kafka.schema_registry_url)
     publisher = EventPublisher(
         {**kafka_conf, **GATEWAY_PRODUCER_CONF}, topics.meter_events,
-        lambda events: codec.encode_meter_events(events, topics.meter_events))
+        lambda events: codec.encode_meter_events(events, topics.meter_events),
+        publish_window(settings))
+    publisher.partitions()
     delivery = KafkaDelivery(publisher, topics.dead_letters,
                              lambda letter: codec.encode_dead_letter(letter, topics.dead_letters))
     chargers = states_from_records(read_to_end(

@@ -16,6 +16,7 @@ from producers.chaos import ChaosConfig, ChaosSimulation
 from producers.errors import SimulationConfigError
 from producers.faults import FaultConfig
 from producers.jsonl import event_to_json
+from producers.partitioning import PartitionWindow
 from producers.publisher import EventPublisher, PublishStats
 from producers.reference_pricing import SimplePrices, TruthPricing
 from producers.reference_tariffs import TariffFile
@@ -88,8 +89,17 @@ def meter_publisher(settings: Settings, bootstrap: str,
     codec = Codec(settings.kafka.schema_registry_url)
     publisher = EventPublisher(client_config(settings.kafka, bootstrap), topics.meter_events,
                                lambda events: codec.encode_meter_events(
-                                   events, topics.meter_events))
+                                   events, topics.meter_events),
+                               publish_window(settings))
     return publisher, codec, topics
+
+
+def publish_window(settings: Settings) -> PartitionWindow | None:
+    """The per-partition window of the settings (None: `window_ms` 0, one message per call)."""
+    window = settings.publisher
+    if not window.window_ms:
+        return None
+    return PartitionWindow(window.window_ms / 1000, window.window_max_events)
 
 
 def simulate_to(settings: Settings, bootstrap: str | None, truth_path: Path,

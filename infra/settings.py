@@ -39,6 +39,7 @@ from charging.session_ids import IdTemplate
 from charging.stations import StationRegistry, StationRegistryError
 from charging.tariffs import TariffFileError, load_tariff_book
 from infra.errors import ConfigError
+from schemas.records import MAX_EVENTS_PER_MESSAGE
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _CONFIG_FILE: ContextVar[str | None] = ContextVar("chargewatch_config_file", default=None)
@@ -216,6 +217,19 @@ class GatewaySettings(BaseModel):
         return self
 
 
+class PublisherSettings(BaseModel):
+    """How the gateway, replay and the simulator gather events into meter-events messages."""
+
+    model_config = _FROZEN
+    window_ms: int = Field(
+        20, ge=0, le=1000, description="Events bound for one partition within this many ms go "
+        "out as one message (chargers still get their answer only after Kafka has their "
+        "events); 0 = one message per charger message.")
+    window_max_events: int = Field(
+        500, ge=1, le=MAX_EVENTS_PER_MESSAGE,
+        description="A partition's window is cut at this many events.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARGEWATCH_", env_nested_delimiter="__", frozen=True, extra="ignore")
@@ -226,6 +240,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     gateway: GatewaySettings = GatewaySettings()
+    publisher: PublisherSettings = PublisherSettings()
     log_level: str = Field("WARNING", description="Python log level of our loggers.")
     log_format: Literal["text", "json"] = Field(
         "text", description="text for people, json for log pipelines (one object per line).")

@@ -4,7 +4,9 @@ The Faust agent (and a plain consumer loop in benchmarks) hands over raw message
 to read station state; it gets back what to publish and which station states changed.
 Each station's state is decoded once and encoded once per batch, and open sessions are
 published once per batch with their latest running state, because per-message framework
-cost, not the domain logic, is the ceiling (DESIGN.md).
+cost, not the domain logic, is the ceiling (DESIGN.md). A message may carry the events of
+several stations of its partition (publishers gather a partition's events over a short
+window): state, positions and changelog records stay per station, whatever the grouping.
 """
 
 from __future__ import annotations
@@ -74,8 +76,13 @@ class BatchProcessor:
         clock_ms: Callable[[], int],
         detector: AnomalyDetector | None = None,
         statuses: StatusHistory | None = None,
+        decode_items: Callable[[bytes], list[MeterEvent | str]] | None = None,
     ) -> None:
+        """`decode_items` reads a batch `decode` refused event by event (None: the whole
+        message is one dead letter), so one bad event of a message that gathers a
+        partition's stations costs only that event."""
         self._stitcher = stitcher
+        self._decode_items = decode_items
         self._statuses = statuses or StatusHistory()
         self._detector = detector or AnomalyDetector()
         self._decode = decode
@@ -100,12 +107,10 @@ class BatchProcessor:
         for message in messages:
             out.counts.messages += 1
             try:
-                events = self._decode(message.value)
+                events: Iterable[tuple[int, MeterEvent]] = enumerate(self._decode(message.value))
             except DecodeError as exc:
-                out.counts.events_read += 1
-                self._dead_letter(out, message, f"undecodable meter-events message: {exc}")
-                continue
-            for index, event in enumerate(events):
+                events = self._salvage(out, message, exc)
+            for index, event in events:
                 out.counts.events_read += 1
                 station = event.station_id
                 if station not in states:
@@ -135,6 +140,30 @@ class BatchProcessor:
         self._detect_on_completed(out)
         self._finish(out, states, partitions, touched)
         return out
+
+    def _salvage(self, out: BatchOutput, message: RawMessage,
+                 error: DecodeError) -> list[tuple[int, MeterEvent]]:
+        """The usable events (with their index in the message) of a message `decode`
+        refused; one dead letter per unusable event, or one for the whole message when it
+        cannot be read event by event."""
+        items = None
+        if self._decode_items is not None:
+            try:
+                items = self._decode_items(message.value)
+            except DecodeError:
+                items = None
+        if items is None:
+            out.counts.events_read += 1
+            self._dead_letter(out, message, f"undecodable meter-events message: {error}")
+            return []
+        usable = []
+        for index, item in enumerate(items):
+            if isinstance(item, str):
+                out.counts.events_read += 1
+                self._dead_letter(out, message, f"event {index}: undecodable: {item}")
+            else:
+                usable.append((index, item))
+        return usable
 
     def _finish(self, out: BatchOutput, states: dict[str, StationState | None],
                 partitions: dict[str, int], touched: dict[tuple[str, int], None]) -> None:

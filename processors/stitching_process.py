@@ -206,7 +206,7 @@ class _Child:
             build_stitcher(settings), self.codec.decode_meter_events,
             now_ms,
             AnomalyDetector(settings.anomaly_rules(), registry=settings.station_registry()),
-            StatusHistory())
+            StatusHistory(), self.codec.decode_meter_event_items)
         self.outbox = Outbox(client_config(settings.kafka, bootstrap_servers))
         self.states: dict[str, tuple[int, bytes]] = {}
 

@@ -3,6 +3,9 @@ after its events are safe.
 
 confluent-kafka reports deliveries through callbacks served by `poll`; a small thread
 polls the `EventPublisher` and settles one asyncio future per message on the event loop.
+With a partition window, that thread also cuts the windows that are due, and a charger's
+future settles when the message carrying its events (with its partition's neighbours') is
+acknowledged: the answer still waits for Kafka.
 """
 
 from __future__ import annotations

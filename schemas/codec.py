@@ -229,20 +229,16 @@ class Codec:
     def encode_meter_events(
         self, events: Sequence[MeterEvent], topic: str = "meter-events"
     ) -> bytes:
-        """One event as a MeterEvent, more as a MeterEventBatch of one charger's events."""
+        """One event as a MeterEvent, more as a MeterEventBatch: the events of one or more
+        stations of one partition, each station's in order (the publisher groups them)."""
         if not events:
             raise EncodeError("no events to encode")
         if len(events) > MAX_EVENTS_PER_MESSAGE:
             raise EncodeError(
                 f"{len(events)} events in one message; at most {MAX_EVENTS_PER_MESSAGE}"
             )
-        station = events[0].station_id
         datums = []
         for event in events:
-            if event.station_id != station:
-                raise EncodeError(
-                    f"a batch carries one charger's events: {event.station_id!r} != {station!r}"
-                )
             datum = dict(zip(_EVENT_FIELDS, _EVENT_VALUES(event), strict=True))
             if datum["kind"] not in _KINDS:
                 raise EncodeError(f"event {event.event_id!r}: kind {event.kind!r} is no EventKind")
@@ -257,7 +253,8 @@ class Codec:
         return self._write(self._batch, {"events": datums}, f"{topic}-chargewatch.MeterEventBatch")
 
     def decode_meter_events(self, data: bytes) -> list[MeterEvent]:
-        """The events of one message, single or batched, in message order."""
+        """The events of one message, single or batched (of one or more stations), in message
+        order."""
         if isinstance(data, bytes | bytearray | memoryview) and len(data) > MAX_MESSAGE_BYTES:
             raise DecodeError(f"meter-events message of {len(data)} bytes; at most "
                               f"{MAX_MESSAGE_BYTES}")
@@ -273,14 +270,25 @@ class Codec:
             raise DecodeError(
                 f"MeterEventBatch with {len(items)} events; at most {MAX_EVENTS_PER_MESSAGE}"
             )
-        events = [_meter_event(item) for item in items]
-        station = events[0].station_id
-        for event in events:
-            if event.station_id != station:
-                raise DecodeError(
-                    f"MeterEventBatch mixes stations {station!r} and {event.station_id!r}"
-                )
-        return events
+        return [_meter_event(item) for item in items]
+
+    def decode_meter_event_items(self, data: bytes) -> list[MeterEvent | str]:
+        """For a batch `decode_meter_events` refused: each event, or why it cannot be used, so
+        one bad event of a multi-station message costs that event, not its neighbours'.
+        Raises `DecodeError` when the message itself cannot be read event by event."""
+        if isinstance(data, bytes | bytearray | memoryview) and len(data) > MAX_MESSAGE_BYTES:
+            raise DecodeError(f"meter-events message of {len(data)} bytes")
+        _, datum = self._read(data, ("MeterEventBatch",))
+        items = datum["events"]
+        if not items or len(items) > MAX_EVENTS_PER_MESSAGE:
+            raise DecodeError(f"MeterEventBatch with {len(items)} events")
+        found: list[MeterEvent | str] = []
+        for item in items:
+            try:
+                found.append(_meter_event(item))
+            except DecodeError as exc:
+                found.append(str(exc))
+        return found
 
     def _fast_events(self, data: bytes) -> list[MeterEvent] | None:
         """The events of a single-object message in today's schema when every fast check
@@ -298,8 +306,7 @@ class Codec:
         if not batched:
             return [datum]
         events = datum["events"]
-        if (not events or len(events) > MAX_EVENTS_PER_MESSAGE
-                or len({event.station_id for event in events}) != 1):
+        if not events or len(events) > MAX_EVENTS_PER_MESSAGE:
             return None
         return events
 

@@ -1,0 +1,187 @@
+"""Gateway-shaped traffic in `chargewatch bench pipeline`: the publisher's partition window
+on and off, in the same run (issue 18 §1).
+
+An OCPP gateway sends one reading per charger message, from many chargers: one event per
+Kafka message, where Faust's own cost per message is the processor's ceiling. Here that
+traffic is offered at a fixed rate through `EventPublisher`, as the gateway publishes, once
+with the window off (a message per reading) and once with it on (a message per partition
+and window), and the processor's rate on what landed is compared with its own rate at 20
+events per message, measured in the same run. End to end into ClickHouse, each is published
+as fast as the publisher goes, and latency is taken at half that end-to-end rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from chargewatch.bench import (
+    PARTITIONS,
+    Workload,
+    _pct,
+    _sink_process,
+    _UpdateReader,
+    publish,
+    stage,
+)
+from chargewatch.embedded import EmbeddedBroker, free_port
+from chargewatch.publishing import fleet_config
+from chargewatch.stack import LocalStack
+from infra.kafka_config import client_config
+from infra.settings import Settings, load_settings
+from infra.topics import Topics, ensure_topics
+from producers.partitioning import PartitionWindow
+from producers.publisher import EventPublisher
+from producers.simulator import simulate
+from schemas.codec import Codec
+
+CHARGERS = 2_000
+"""Chargers in the gateway-shaped workload: enough that a window gathers many stations."""
+OFFERED = 10_000.0
+"""Events/s offered when filling the topics the processor is timed on: what a network of
+~300,000 connectors reading every 30 s sends (the window's message size follows from it)."""
+
+
+def gateway_workload(settings: Settings, events: int, per_message: int = 1) -> Workload:
+    """The first `events` readings of `CHARGERS` chargers, `per_message` consecutive ones
+    of a charger to a message (1: as a gateway forwards them), in time order."""
+    config = dataclasses.replace(fleet_config(settings), events_per_message=per_message,
+                                 flush_interval_s=10**6, stations=CHARGERS)
+    taken = []
+    count = 0
+    for station, batch in simulate(config).messages():
+        taken.append((station, batch))
+        count += len(batch)
+        if count >= events:
+            break
+    return Workload(taken)
+
+
+def offer(kafka_conf: dict[str, Any], topic: str, load: Workload, rate: float | None,
+          window: PartitionWindow | None, seconds: float | None = None,
+          produced: dict[tuple[str, int], float] | None = None) -> tuple[int, float]:
+    """Publish `load` through the publisher at `rate` events/s (None: as fast as it goes),
+    for at most `seconds`; returns the Kafka messages it took and the seconds it ran.
+    `produced` notes when each station's reading was handed to the publisher (the window's
+    wait counts in the latency)."""
+    codec = Codec()
+    publisher = EventPublisher(kafka_conf, topic,
+                               lambda events: codec.encode_meter_events(events, topic), window)
+    started = time.perf_counter()
+    sent = 0
+    for station, events in load.messages:
+        if rate is not None:
+            due = started + sent / rate
+            if seconds is not None and due > started + seconds:
+                break
+            while time.perf_counter() < due:
+                time.sleep(0.0005)
+        publisher.publish(station, events)
+        if produced is not None:
+            produced[(station, events[-1].event_time_ms)] = time.perf_counter()
+        sent += len(events)
+    stats = publisher.flush(120)
+    return stats.messages, time.perf_counter() - started
+
+
+def _settings(base: Settings, namespace: str, run_dir: Path) -> Settings:
+    return load_settings(
+        kafka={"bootstrap_servers": base.kafka.bootstrap_servers, "namespace": namespace,
+               "partitions": PARTITIONS},
+        clickhouse={"url": base.clickhouse.url.get_secret_value(),
+                    "database": f"b{uuid.uuid4().hex[:8]}"},
+        processor={"data_dir": str(run_dir / namespace), "web_port": free_port()})
+
+
+def _processor_rate(settings: Settings, run_dir: Path, fill: Any) -> tuple[float, int]:
+    """The processor's events/s on a topic `fill(kafka_conf, topic)` filled; and its
+    messages."""
+    kafka_conf = client_config(settings.kafka, settings.kafka.bootstrap_servers or "")
+    topics = Topics(settings.kafka.namespace)
+    ensure_topics(kafka_conf, topics, PARTITIONS)
+    load_events, messages = fill(kafka_conf, topics.meter_events)
+    n, secs = stage("processor", settings, run_dir, load_events)
+    return n / secs, messages
+
+
+def _end_to_end(settings: Settings, run_dir: Path, load: Workload,
+                window: PartitionWindow | None) -> float:
+    with LocalStack(settings, run_dir) as stack:
+        time.sleep(6)  # the worker joins its group before the clock starts
+        started = time.perf_counter()
+        offer(client_config(settings.kafka, stack.bootstrap_servers),
+              stack.topics.meter_events, load, None, window)
+        stack.wait_for_sessions(load.sessions, timeout_s=900)
+        return load.events / (time.perf_counter() - started)
+
+
+def _latency(settings: Settings, run_dir: Path, load: Workload, rate: float,
+             window: PartitionWindow | None, seconds: float = 10) -> list[float]:
+    """Reading → session-update latency (ms), readings offered at `rate` through the
+    publisher with `window`, the sink running beside the worker as deployed."""
+    with LocalStack(settings, run_dir, with_sink=False) as stack, \
+            _sink_process(settings, stack.bootstrap_servers, run_dir):
+        kafka_conf = client_config(settings.kafka, stack.bootstrap_servers)
+        reader = _UpdateReader(kafka_conf, stack.topics.session_updates,
+                               settings.kafka.fetch_max_wait_ms)
+        reader.start()
+        time.sleep(8)  # worker and reader joined their groups
+        offer(kafka_conf, stack.topics.meter_events, load, rate, window, seconds,
+              reader.produced)
+        time.sleep(3)
+        reader.stop()
+    return sorted(reader.latencies)
+
+
+def gateway_rows(base: Settings, run_dir: Path, events: int,
+                 offered: float) -> list[tuple[str, ...]]:
+    """Rows for gateway-shaped traffic, window off and on, against the processor's own rate
+    at 20 events per message of the same chargers, all measured in this run on the broker
+    `base` names."""
+    window = PartitionWindow(base.publisher.window_ms / 1000 or 0.02,
+                             base.publisher.window_max_events)
+    tag = uuid.uuid4().hex[:6]
+    load = gateway_workload(base, events)
+    batched = gateway_workload(base, events, 20)  # the same chargers, 20 to a message
+
+    def fill_batched(conf: dict[str, Any], topic: str) -> tuple[int, int]:
+        publish(conf, topic, batched)
+        return batched.events, len(batched.messages)
+
+    base20, _ = _processor_rate(_settings(base, f"gw20x{tag}", run_dir), run_dir, fill_batched)
+    rows: list[tuple[str, ...]] = [
+        ("gateway", "processor at 20 events/message (baseline)", f"{base20:,.0f} ev/s", "1.00")]
+    shape = f"{len(load.messages):,} readings of {CHARGERS:,} chargers"
+    for name, win in (("window off", None), (f"window {window.window_s * 1000:.0f} ms", window)):
+        key = f"gw{'off' if win is None else 'on'}x{tag}"
+        rate, messages = _processor_rate(
+            _settings(base, key, run_dir), run_dir,
+            lambda conf, topic, w=win: (load.events,
+                                        offer(conf, topic, load, offered, w)[0]))
+        e2e = _end_to_end(_settings(base, key + "e", run_dir), run_dir / f"{key}e", load, win)
+        lat = _latency(_settings(base, key + "l", run_dir), run_dir / f"{key}l", load,
+                       e2e / 2, win)
+        rows += [
+            ("gateway", f"{name}: processor, {offered:,.0f} ev/s offered",
+             f"{rate:,.0f} ev/s", f"{rate / base20:.3f} of 20/msg; "
+             f"{load.events / messages:,.1f} ev/msg ({shape})"),
+            ("gateway", f"{name}: end to end into ClickHouse", f"{e2e:,.0f} ev/s", ""),
+            ("gateway", f"{name}: latency at half the end-to-end rate",
+             f"p50 {_pct(lat, 0.5):,.0f} ms, p99 {_pct(lat, 0.99):,.0f} ms",
+             f"{e2e / 2:,.0f} ev/s, {len(lat)} updates"),
+        ]
+    return rows
+
+
+def run_gateway_bench(events: int, run_dir: Path,
+                      offered: float = OFFERED) -> list[tuple[str, ...]]:
+    """The gateway-shaped rows on an embedded broker of their own."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_path=run_dir / "gateway-broker.log") as broker:
+        base = load_settings(kafka={"bootstrap_servers": broker.bootstrap_servers,
+                                    "partitions": PARTITIONS},
+                             clickhouse={"url": f"chdb://{run_dir.resolve() / 'chdb'}"})
+        return gateway_rows(base, run_dir, events, offered)
