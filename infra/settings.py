@@ -145,8 +145,10 @@ class ProcessorSettings(BaseModel):
     batch_within_s: float = Field(0.1, gt=0, description="Longest the oldest waiting "
                                   "event waits for its batch to fill.")
     web_port: int = Field(6066, ge=0, le=65535)
+    web_host: str = Field("127.0.0.1", description="Address the web port binds (0.0.0.0: "
+                          "reachable by Prometheus and health checks from other hosts).")
     stall_s: float = Field(
-        60.0, gt=0, description="Unhealthy when no batch completed this long while lag > 0.")
+        60.0, gt=0, description="Unhealthy when a partition with lag has not moved this long.")
     expire_every_s: float = Field(
         30.0, gt=0, description="How often open sessions are checked for inactivity.")
     data_dir: Path = Path(".data/faust")
@@ -170,6 +172,10 @@ class SinkSettings(BaseModel):
     batch_size: int = Field(50000, ge=1, description="Most rows in one insert.")
     batch_ms: int = Field(500, ge=1, description="Longest a row waits before its insert.")
     web_port: int = Field(6067, ge=0, le=65535)
+    web_host: str = Field("127.0.0.1", description="Address the web port binds.")
+    stall_s: float = Field(
+        60.0, gt=0, description="Unhealthy when a partition with lag has committed nothing "
+                                "this long.")
 
 
 class SimulatorSettings(BaseModel):
@@ -189,6 +195,9 @@ class GatewaySettings(BaseModel):
     host: str = Field("0.0.0.0", description="Address the OCPP gateway listens on.")
     port: int = Field(9000, ge=0, le=65535,
                       description="OCPP websocket port: ws://host:port/<charge point id>.")
+    web_port: int = Field(6068, ge=0, le=65535,
+                          description="/health, /ready and /metrics (0: a free port).")
+    web_host: str = Field("127.0.0.1", description="Address the web port binds.")
     heartbeat_interval_s: int = Field(300, ge=1,
                                       description="Heartbeat interval told to chargers at boot.")
     security_profile: int = Field(
@@ -214,6 +223,15 @@ class GatewaySettings(BaseModel):
         return self
 
 
+class HealthSettings(BaseModel):
+    model_config = _FROZEN
+    unreachable_s: float = Field(
+        30.0, gt=0, description="A worker answers 503 once Kafka or ClickHouse has failed "
+                                "this long with no success in between.")
+    probe_every_s: float = Field(5.0, gt=0, description="How often Kafka is asked for metadata.")
+    probe_timeout_s: float = Field(5.0, gt=0, description="Longest one such ask waits.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARGEWATCH_", env_nested_delimiter="__", frozen=True, extra="ignore")
@@ -224,6 +242,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     gateway: GatewaySettings = GatewaySettings()
+    health: HealthSettings = HealthSettings()
     log_level: str = Field("WARNING", description="Python log level of our loggers.")
     log_format: Literal["text", "json"] = Field(
         "text", description="text for people, json for log pipelines (one object per line).")

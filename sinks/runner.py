@@ -31,6 +31,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from infra.health import CLICKHOUSE, KAFKA, HealthTracker
 from schemas.codec import Codec
 from sinks.batches import Intent, Skip, Write, plan
 from sinks.session_sink import (
@@ -55,7 +56,8 @@ CONSUMER_DEFAULTS = {
     "enable.partition.eof": True,
     "log_level": 4,
 }
-_SHARED_PREFIXES = ("bootstrap.servers", "client.id", "security.", "sasl.", "ssl.", "log_level")
+_SHARED_PREFIXES = ("bootstrap.servers", "client.id", "security.", "sasl.", "ssl.", "log_level",
+                    "logger")
 _BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _READ_AHEAD_BATCHES = 2
 """While a batch is written, read on until this many batches' worth of messages wait."""
@@ -123,7 +125,8 @@ class SinkRunner:
                  dead_letters_topic: str, client: Client, database: str, codec: Codec,
                  batch_size: int = 5000, batch_ms: int = 500, *,
                  on_step: StepHook | None = None, anomalies_topic: str | None = None,
-                 status_topic: str | None = None, updates_topic: str | None = None) -> None:
+                 status_topic: str | None = None, updates_topic: str | None = None,
+                 health: HealthTracker | None = None) -> None:
         self.sessions_topic = sessions_topic
         self.dead_letters_topic = dead_letters_topic
         self.client = client
@@ -132,6 +135,9 @@ class SinkRunner:
         self.batch_size = batch_size
         self.batch_ms = batch_ms
         self._on_step = on_step
+        self.health = health or HealthTracker()
+        """Fed here: inserts that fail or work, offsets committed, partition ends seen."""
+        self._ends_seen = 0.0
         self._sinks = {sessions_topic: SessionSink(client, database, codec),
                        dead_letters_topic: DeadLetterSink(client, database, codec)}
         if anomalies_topic is not None:
@@ -177,6 +183,7 @@ class SinkRunner:
         self._settle_all()
         for tp in partitions:
             self._parts.pop((tp.topic, tp.partition), None)
+        self.health.forget((tp.topic, tp.partition) for tp in partitions)
         log.info("revoked %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
 
     # -- the loop ------------------------------------------------------------------------
@@ -202,6 +209,21 @@ class SinkRunner:
         self._read(timeout)
         self._settle_ended()
         self._send_ready()
+        self._observe_ends()
+
+    def _observe_ends(self) -> None:
+        """Once a second, tell the health tracker each partition's end as last fetched (no
+        broker call): lag whose commits stand still makes the sink unhealthy."""
+        now = time.monotonic()
+        if now - self._ends_seen < 1.0:
+            return
+        self._ends_seen = now
+        for (topic, partition), part in list(self._parts.items()):
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                           cached=True)
+            end = max(high, part.end_offset or 0)
+            if end > 0:
+                self.health.end((topic, partition), end)
 
     def _read(self, timeout: float) -> None:
         if not self._in_flight:
@@ -230,6 +252,7 @@ class SinkRunner:
             return
         if not part.messages:
             part.oldest = time.monotonic()
+            self.health.begin((part.topic, part.partition), msg.offset())
         part.messages.append(Message(msg.offset(), msg.value(), msg.key()))
         part.end_offset = None
 
@@ -339,8 +362,10 @@ class SinkRunner:
         except _HookRaised as exc:
             raise exc.__cause__ from None  # noqa: B904 - the hook's own exception, as it was
         except Exception as exc:  # noqa: BLE001 - any ClickHouse failure: retry the same batch
+            self.health.failed(CLICKHOUSE, f"insert failed: {exc}")
             self._retry_later(f"insert {intent.token} failed: {exc}")
             return False
+        self.health.reached(CLICKHOUSE)
         self._hook("inserted", intent)
         try:
             self._publish(written)
@@ -392,7 +417,9 @@ class SinkRunner:
         try:
             self._consumer.commit(offsets=[TopicPartition(part.topic, part.partition, offset)],
                                   asynchronous=False)
+            self.health.committed((part.topic, part.partition), offset)
         except KafkaException as exc:
+            self.health.failed(KAFKA, f"commit failed: {exc}")
             # Harmless for correctness: ClickHouse has the rows and the intent; a later commit
             # supersedes this one, or the next owner skips/rebuilds from the intent.
             self._commit_failures += 1
