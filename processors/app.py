@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,7 +68,9 @@ def create_app(settings: Settings, bootstrap_servers: str,
     app.on_partitions_assigned.connect(worker.on_assigned)
     app.agent(meter_events, concurrency=1, name="stitch")(worker.stitch)
     app.timer(interval=settings.processor.expire_every_s)(worker.expire_inactive)
-    app.timer(interval=settings.health.probe_every_s)(worker.probe_kafka)
+    # A thread, not a Faust timer: timers start only once the worker has joined its group and
+    # recovered its table, and a broker lost before that must show in /health too.
+    worker.probe.start(threading.Event(), settings.health.probe_every_s)
 
     @app.task
     async def quiet_root_logger() -> None:
@@ -217,11 +220,6 @@ class StitchWorker:
         log.info("batch: %d messages, %d events read, %d used, %d duplicate, "
                  "%d dead-lettered", counts.messages, counts.events_read,
                  counts.events_used, counts.duplicates, counts.dead_lettered)
-
-    async def probe_kafka(self) -> None:
-        """Feed the health tracker: an idle worker, or one whose broker froze, reads
-        nothing that would tell."""
-        await asyncio.get_running_loop().run_in_executor(None, self.probe.once)
 
     async def expire_inactive(self) -> None:
         """Close sessions whose stop never came (inactivity, DESIGN.md's missing stop)."""

@@ -143,3 +143,19 @@ def test_a_repeated_error_is_one_line_per_interval_with_a_count() -> None:
                                          "last 61 s)")
     now[0] = 200.0
     assert passed(refused.format(1)) == refused.format(1)  # nothing held back: no count
+
+
+def test_the_log_handler_limits_aiokafka_repeats_and_leaves_our_lines_alone() -> None:
+    from chargewatch.logs import logging_config
+
+    config = logging_config("INFO", "text")
+    limiter = config["filters"]["repeats"]
+    repeats = limiter["()"](prefixes=limiter["prefixes"], clock=lambda: 0.0)
+    assert "repeats" in config["handlers"]["stderr"]["filters"]
+
+    def passes(name: str) -> bool:
+        return repeats.filter(logging.LogRecord(name, logging.ERROR, "", 0,
+                                                "Unable connect to node with id 1", None, None))
+
+    assert passes("aiokafka") and not passes("aiokafka.consumer.fetcher")
+    assert passes("chargewatch.sink") and passes("chargewatch.sink")
