@@ -106,7 +106,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     bootstrap = None if args.no_publish else require_kafka(settings)
     simulate_to(settings.model_copy(update={"simulator": sim}), bootstrap,
                 truth_path=Path(args.truth), events_path=Path(args.events) if args.events else None,
-                chaos=args.chaos)
+                chaos=args.chaos, registry_path=Path(args.registry) if args.registry else None)
     return 0
 
 
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", default="truth.jsonl", help="where to write the ground truth")
     p.add_argument("--events", help="also write the events as JSON Lines (replayable)")
     p.add_argument("--no-publish", action="store_true", help="only write files")
+    p.add_argument("--registry", metavar="FILE", help="also write the fleet's station "
+                   "registry (rated power, model, firmware) for processor.stations_file")
     p.add_argument("--chaos", type=float, default=0.0, metavar="RATE",
                    help="inject every messy case into RATE (0..1) of the sessions; the truth "
                         "file then holds the expected outcome and anomalies")

@@ -10,9 +10,11 @@ import getpass
 import json
 import signal
 import sys
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from infra.health_web import HealthServer
     from infra.settings import GatewaySettings, Settings
     from producers.ocpp_auth import GatewayPolicy
     from producers.ocpp_gateway import OcppGateway
@@ -103,15 +105,39 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
         kafka_conf, topics.gateway_transactions, list(range(settings.kafka.partitions))))
     gateway = OcppGateway(delivery, settings.gateway.heartbeat_interval_s, policy=policy,
                           transactions_topic=topics.gateway_transactions, chargers=chargers)
+    listening = threading.Event()
+    web, stop_probe = _health_web(settings, kafka_conf, listening)
     delivery.start()
     try:
-        asyncio.run(_serve_until_stopped(gateway, host, port))
+        asyncio.run(_serve_until_stopped(gateway, host, port, listening))
     finally:
+        stop_probe.set()
+        web.stop()
         delivery.stop()
     return 0
 
 
-async def _serve_until_stopped(gateway: OcppGateway, host: str, port: int) -> None:
+def _health_web(settings: Settings, kafka_conf: dict[str, Any],
+                listening: threading.Event) -> tuple[HealthServer, threading.Event]:
+    """`/health`, `/ready` and `/metrics` on `gateway.web_port`, Kafka probed meanwhile."""
+    from infra.health import HealthTracker, KafkaProbe
+    from infra.health_web import HealthServer
+    from infra.metrics import health_registry
+
+    tracker = HealthTracker(settings.health.unreachable_s)
+    stop = threading.Event()
+    KafkaProbe(kafka_conf, tracker, settings.health.probe_timeout_s).start(
+        stop, settings.health.probe_every_s)
+    web = HealthServer(settings.gateway.web_host, settings.gateway.web_port, tracker,
+                       health_registry(tracker),
+                       lambda: None if listening.is_set() else "not listening for chargers yet")
+    print(f"health and metrics on http://{settings.gateway.web_host}:{web.port}/health",
+          file=sys.stderr, flush=True)
+    return web.start(), stop
+
+
+async def _serve_until_stopped(gateway: OcppGateway, host: str, port: int,
+                               listening: threading.Event) -> None:
     from producers.ocpp_gateway import SUBPROTOCOLS
 
     stop = asyncio.Event()
@@ -124,4 +150,5 @@ async def _serve_until_stopped(gateway: OcppGateway, host: str, port: int) -> No
         print(f"OCPP gateway listening on {bound}: {scheme}://host:port/<charge point id>, "
               f"security profile {gateway.policy.profile}, subprotocols "
               f"{', '.join(SUBPROTOCOLS)}", file=sys.stderr, flush=True)
+        listening.set()
         await stop.wait()

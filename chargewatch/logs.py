@@ -14,6 +14,7 @@ import logging
 import logging.config
 from typing import Any
 
+from infra.kafka_config import RepeatFilter
 from sinks.access import scrub
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,8 +45,9 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"chargewatch": formatter},
+        "filters": {"repeats": {"()": RepeatFilter, "prefixes": ("aiokafka",)}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "chargewatch",
-                                "stream": "ext://sys.stderr"}},
+                                "stream": "ext://sys.stderr", "filters": ["repeats"]}},
         "root": {"level": level, "handlers": ["stderr"]},
     }
 

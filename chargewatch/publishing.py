@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -103,7 +104,10 @@ def publish_window(settings: Settings) -> PartitionWindow | None:
 
 
 def simulate_to(settings: Settings, bootstrap: str | None, truth_path: Path,
-                events_path: Path | None, chaos: float = 0.0) -> None:
+                events_path: Path | None, chaos: float = 0.0,
+                registry_path: Path | None = None) -> None:
+    if registry_path is not None:  # the same fleet, whether or not chaos is injected
+        registry_path.write_text(json.dumps(simulate(fleet_config(settings)).registry()))
     if chaos > 0:
         simulate_chaos(settings, bootstrap, truth_path, events_path, chaos)
         return

@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 from chargewatch.lookup import ClickHouseSource
 from chargewatch.render import plain
 from infra.errors import UsageError
+from infra.health import HealthTracker, KafkaProbe
 from infra.kafka_config import client_config
 from infra.metrics import CONTENT_TYPE, sink_registry
 from infra.settings import Settings
@@ -44,9 +45,13 @@ class SinkService:
         if registry is not None:  # model/firmware for the station-health reports
             load_stations(self.client, database, registry)
         topics = Topics(settings.kafka.namespace)
+        self.health = HealthTracker(settings.health.unreachable_s, settings.sink.stall_s)
+        kafka_conf = client_config(settings.kafka, bootstrap_servers)
+        self._probe = KafkaProbe(kafka_conf, self.health, settings.health.probe_timeout_s)
+        self._probe_every_s = settings.health.probe_every_s
         self.runner = SinkRunner(
             consumer_conf={
-                **client_config(settings.kafka, bootstrap_servers),
+                **kafka_conf,
                 "group.id": f"{settings.kafka.namespace}-sink",
                 "session.timeout.ms": str(settings.kafka.session_timeout_ms),
                 "fetch.wait.max.ms": settings.kafka.fetch_max_wait_ms,
@@ -63,13 +68,14 @@ class SinkService:
             status_topic=topics.connector_status,
             updates_topic=topics.session_updates,
             on_step=on_step,
+            health=self.health,
         )
         self.source = ClickHouseSource(self.client, database)
-        self.metrics = sink_registry(self.runner.stats_dict)
+        self.metrics = sink_registry(self.runner.stats_dict, self.health)
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         port = settings.sink.web_port if web_port is None else web_port
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server = ThreadingHTTPServer((settings.sink.web_host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._web_thread: threading.Thread | None = None
 
@@ -88,6 +94,7 @@ class SinkService:
         self._web_thread = threading.Thread(target=self._server.serve_forever, name="sink-web",
                                             daemon=True)
         self._web_thread.start()
+        self._probe.start(self.stop_event, self._probe_every_s)
         return self
 
     def stop(self) -> None:
@@ -138,6 +145,20 @@ def _query(service: SinkService, parts: list[str], params: dict[str, str],
     return HTTPStatus.NOT_FOUND, {"error": f"no such path /{'/'.join(parts)}"}
 
 
+def _health(service: SinkService, ready: bool) -> tuple[HTTPStatus, dict[str, Any]]:
+    """`/health`: 503 with the reasons when Kafka or ClickHouse fails or commits stall with
+    lag (infra/health.py); `/ready` also while the loop is not running."""
+    report = service.health.check()
+    reasons = list(report.reasons)
+    if ready and not service.running:
+        reasons.append("the sink loop is not running")
+    ok = not reasons
+    body = report.body(reasons=reasons, **service.runner.stats_dict())
+    if ready:
+        body["ready"] = ok
+    return (HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE), body
+
+
 def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -156,12 +177,8 @@ def _handler_for(service: SinkService) -> type[BaseHTTPRequestHandler]:
             parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/") if p]
             params = dict(urllib.parse.parse_qsl(url.query))
             try:
-                if parts == ["health"]:
-                    self._send(HTTPStatus.OK, {"status": "ok", **service.runner.stats_dict()})
-                elif parts == ["ready"]:
-                    ready = service.running
-                    self._send(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
-                               {"ready": ready})
+                if parts in (["health"], ["ready"]):
+                    self._send(*_health(service, ready=parts == ["ready"]))
                 elif parts == ["metrics"]:
                     payload = generate_latest(service.metrics)
                     self.send_response(HTTPStatus.OK)

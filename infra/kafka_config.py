@@ -27,24 +27,38 @@ if TYPE_CHECKING:
 
 class RepeatFilter(logging.Filter):
     """Lets each distinct line (numbers aside: "after 0ms" and "after 3ms" are one line)
-    through at most once per `quiet_s` seconds."""
+    through at most once per `quiet_s` seconds; the next one that passes says how many
+    were held back meanwhile, so a flood is one line a minute that still counts.
+    With `prefixes`, only loggers named so are limited (on a handler: aiokafka's, which
+    repeats every failed connection ten times a second while Kafka is away)."""
 
-    def __init__(self, quiet_s: float = 60.0, clock: Any = time.monotonic) -> None:
+    def __init__(self, quiet_s: float = 60.0, clock: Any = time.monotonic,
+                 prefixes: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.quiet_s = quiet_s
+        self.prefixes = prefixes
         self._clock = clock
-        self._last: dict[str, float] = {}
+        self._last: dict[str, tuple[float, int]] = {}
+        """key -> (when it last passed, how many were held back since)."""
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = re.sub(r"\d+", "#", record.getMessage())
+        if self.prefixes and not record.name.startswith(self.prefixes):
+            return True
+        message = record.getMessage()
+        key = re.sub(r"\d+", "#", message)
         now = self._clock()
         with self._lock:
-            if now - self._last.get(key, -self.quiet_s) < self.quiet_s:
+            passed, held = self._last.get(key, (-self.quiet_s, 0))
+            if now - passed < self.quiet_s:
+                self._last[key] = (passed, held + 1)
                 return False
             if len(self._last) > 1000:  # many distinct lines: forget the old ones
                 self._last.clear()
-            self._last[key] = now
+            self._last[key] = (now, 0)
+        if held:
+            record.msg, record.args = (f"{message} (and {held} more like it in the last "
+                                       f"{now - passed:.0f} s)"), ()
         return True
 
 

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from infra.health import HealthTracker
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """Prometheus text format (aiohttp wants the charset left off: it adds its own)."""
 
@@ -39,6 +41,13 @@ class ProcessorMetrics:
         self.lag = Gauge("chargewatch_processor_consumer_lag",
                          "Messages behind the partition end", ["partition"],
                          registry=self.registry)
+        self.anomalies = Counter("chargewatch_processor_anomalies",
+                                 "Anomalies published by severity", ["severity"],
+                                 registry=self.registry)
+        self.critical = Counter("chargewatch_processor_critical_anomalies",
+                                "Critical anomalies published by station (only critical "
+                                "ones: a label per station is affordable for those)",
+                                ["station"], registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -70,7 +79,49 @@ class SinkCollector(Collector):
                                 value=1.0 if stats.get("caught_up") else 0.0)
 
 
-def sink_registry(stats: Callable[[], dict[str, Any]]) -> CollectorRegistry:
+class HealthCollector(Collector):
+    """A worker's health verdict and its inputs, the same ones `/health` judges: alert rules
+    and `/health` can then not disagree about what "unreachable" or "stalled" means."""
+
+    def __init__(self, tracker: HealthTracker) -> None:
+        self._tracker = tracker
+
+    def collect(self) -> Iterator[Any]:
+        yield GaugeMetricFamily("chargewatch_healthy", "1 when /health answers 200",
+                                value=1.0 if self._tracker.check().healthy else 0.0)
+        failing = GaugeMetricFamily(
+            "chargewatch_dependency_failing_seconds",
+            "Seconds a dependency has failed with no success in between (0: it works)",
+            labels=["dependency"])
+        for name, seconds in sorted(self._tracker.failing_s().items()):
+            failing.add_metric([name], seconds)
+        yield failing
+        committed = GaugeMetricFamily("chargewatch_committed_offset",
+                                      "Offset committed (sink) or processed (processor)",
+                                      labels=["topic", "partition"])
+        lag = GaugeMetricFamily("chargewatch_consumer_lag",
+                                "Messages behind the last known partition end",
+                                labels=["topic", "partition"])
+        for key, (offset, behind) in sorted(self._tracker.partitions().items(), key=str):
+            topic, partition = key if isinstance(key, tuple) else (str(key), 0)
+            if offset is not None:
+                committed.add_metric([str(topic), str(partition)], float(offset))
+            lag.add_metric([str(topic), str(partition)], float(behind))
+        yield committed
+        yield lag
+
+
+def sink_registry(stats: Callable[[], dict[str, Any]],
+                  health: HealthTracker | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(SinkCollector(stats))
+    if health is not None:
+        registry.register(HealthCollector(health))
+    return registry
+
+
+def health_registry(health: HealthTracker) -> CollectorRegistry:
+    """For a worker whose only figures are its health (the gateway)."""
+    registry = CollectorRegistry()
+    registry.register(HealthCollector(health))
     return registry

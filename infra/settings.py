@@ -146,8 +146,10 @@ class ProcessorSettings(BaseModel):
     batch_within_s: float = Field(0.1, gt=0, description="Longest the oldest waiting "
                                   "event waits for its batch to fill.")
     web_port: int = Field(6066, ge=0, le=65535)
+    web_host: str = Field("127.0.0.1", description="Address the web port binds (0.0.0.0: "
+                          "reachable by Prometheus and health checks from other hosts).")
     stall_s: float = Field(
-        60.0, gt=0, description="Unhealthy when no batch completed this long while lag > 0.")
+        60.0, gt=0, description="Unhealthy when a partition with lag has not moved this long.")
     expire_every_s: float = Field(
         30.0, gt=0, description="How often open sessions are checked for inactivity.")
     data_dir: Path = Path(".data/faust")
@@ -173,6 +175,10 @@ class SinkSettings(BaseModel):
     coalesce: bool = Field(True, description="One insert per topic for the batches of its "
                            "partitions that are ready together (sinks/DESIGN.md).")
     web_port: int = Field(6067, ge=0, le=65535)
+    web_host: str = Field("127.0.0.1", description="Address the web port binds.")
+    stall_s: float = Field(
+        60.0, gt=0, description="Unhealthy when a partition with lag has committed nothing "
+                                "this long.")
 
 
 class SimulatorSettings(BaseModel):
@@ -192,6 +198,9 @@ class GatewaySettings(BaseModel):
     host: str = Field("0.0.0.0", description="Address the OCPP gateway listens on.")
     port: int = Field(9000, ge=0, le=65535,
                       description="OCPP websocket port: ws://host:port/<charge point id>.")
+    web_port: int = Field(6068, ge=0, le=65535,
+                          description="/health, /ready and /metrics (0: a free port).")
+    web_host: str = Field("127.0.0.1", description="Address the web port binds.")
     heartbeat_interval_s: int = Field(300, ge=1,
                                       description="Heartbeat interval told to chargers at boot.")
     security_profile: int = Field(
@@ -230,6 +239,15 @@ class PublisherSettings(BaseModel):
         description="A partition's window is cut at this many events.")
 
 
+class HealthSettings(BaseModel):
+    model_config = _FROZEN
+    unreachable_s: float = Field(
+        30.0, gt=0, description="A worker answers 503 once Kafka or ClickHouse has failed "
+                                "this long with no success in between.")
+    probe_every_s: float = Field(5.0, gt=0, description="How often Kafka is asked for metadata.")
+    probe_timeout_s: float = Field(5.0, gt=0, description="Longest one such ask waits.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARGEWATCH_", env_nested_delimiter="__", frozen=True, extra="ignore")
@@ -241,6 +259,7 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = SimulatorSettings()
     gateway: GatewaySettings = GatewaySettings()
     publisher: PublisherSettings = PublisherSettings()
+    health: HealthSettings = HealthSettings()
     log_level: str = Field("WARNING", description="Python log level of our loggers.")
     log_format: Literal["text", "json"] = Field(
         "text", description="text for people, json for log pipelines (one object per line).")

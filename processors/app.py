@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ import faust
 from faust.types import TP, EventT, Message
 
 from infra import clock
+from infra.health import HealthTracker, KafkaProbe
 from infra.kafka_config import client_config, faust_credentials
 from infra.metrics import ProcessorMetrics
 from infra.settings import Settings
@@ -39,6 +41,7 @@ from processors.health import WorkerHealth, register_health
 from processors.intake import Intake
 from processors.stitching_process import Done, StitchingPool, build_stitcher
 from processors.web import register_views
+from schemas.records import Severity
 
 log = logging.getLogger("chargewatch.processor")
 
@@ -65,6 +68,9 @@ def create_app(settings: Settings, bootstrap_servers: str,
     app.on_partitions_assigned.connect(worker.on_assigned)
     app.agent(meter_events, concurrency=1, name="stitch")(worker.stitch)
     app.timer(interval=settings.processor.expire_every_s)(worker.expire_inactive)
+    # A thread, not a Faust timer: timers start only once the worker has joined its group and
+    # recovered its table, and a broker lost before that must show in /health too.
+    worker.probe.start(threading.Event(), settings.health.probe_every_s)
 
     @app.task
     async def quiet_root_logger() -> None:
@@ -94,8 +100,8 @@ def _faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         stream_buffer_maxsize=8192,
         producer_linger=0.005,
         web_port=settings.processor.web_port,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.processor.web_host,
+        web_host=settings.processor.web_host,
         fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
     )
 
@@ -115,7 +121,10 @@ class StitchWorker:
         self.stitching = StitchingPool(settings, bootstrap_servers, self.store.changelog,
                                        settings.processor.stitching_processes)
         self.metrics = ProcessorMetrics()
-        self.health = WorkerHealth(stall_s=settings.processor.stall_s)
+        tracker = HealthTracker(settings.health.unreachable_s, settings.processor.stall_s)
+        self.health = WorkerHealth(tracker)
+        self.probe = KafkaProbe(client_config(settings.kafka, bootstrap_servers), tracker,
+                                settings.health.probe_timeout_s)
         self.owned: set[int] = set()
         """Partitions between their assignment and revocation signals. Not the consumer's
         assignment: that still lists revoked partitions until the rebalance ends, and the
@@ -130,6 +139,7 @@ class StitchWorker:
     async def on_revoked(self, sender: object, revoked: set[TP], **_: object) -> None:
         partitions = [tp.partition for tp in revoked if tp.topic == self.topics.meter_events]
         self.owned.difference_update(partitions)
+        self.health.on_revoked((self.topics.meter_events, p) for p in partitions)
         self.store.forget(partitions)
         async with self.state_lock:
             await self.stitching.forget(partitions)
@@ -159,6 +169,10 @@ class StitchWorker:
             self.store.put(station_id, partition, blob)
         for topic, records in done.published.items():
             self.metrics.published.labels(topic).inc(records)
+        for (severity, station), count in done.anomalies.items():
+            self.metrics.anomalies.labels(severity).inc(count)
+            if severity == Severity.CRITICAL:
+                self.metrics.critical.labels(station).inc(count)
 
     async def stitch(self, stream: faust.StreamT[bytes]) -> None:
         """The agent: reads events into batches while the previous batch is processed."""
@@ -199,7 +213,8 @@ class StitchWorker:
         self.dead_letters.add(counts.dead_lettered)
         metrics.batch_seconds.observe(time.perf_counter() - started)
         metrics.stations.set(len(self.stations.data))
-        self.health.on_batch(_lag(self.app, messages, metrics))
+        _observe_lag(self.app, messages, metrics, self.health)
+        self.health.on_batch()
         if self.on_batch is not None:
             self.on_batch(counts, started)
         log.info("batch: %d messages, %d events read, %d used, %d duplicate, "
@@ -242,20 +257,20 @@ async def _complete(batch: asyncio.Future[None]) -> None:
         raise asyncio.CancelledError
 
 
-def _lag(app: faust.App, messages: list[Message], metrics: ProcessorMetrics) -> int:
-    """Messages behind the end of the partitions this batch came from (0 when unknown)."""
+def _observe_lag(app: faust.App, messages: list[Message], metrics: ProcessorMetrics,
+                 health: WorkerHealth) -> None:
+    """Each partition of this batch: processed up to where, and how far behind its end."""
     last: dict[tuple[str, int], int] = {}
     for message in messages:
         last[(message.topic, message.partition)] = message.offset
-    total = 0
     for (topic, partition), offset in last.items():
         try:
-            behind = max(0, app.consumer.highwater(TP(topic, partition)) - offset - 1)
+            end: int | None = app.consumer.highwater(TP(topic, partition))
         except Exception:  # noqa: BLE001 - no highwater yet: unknown, not an error
-            continue
-        metrics.lag.labels(str(partition)).set(behind)
-        total += behind
-    return total
+            end = None
+        if end is not None:
+            metrics.lag.labels(str(partition)).set(max(0, end - offset - 1))
+        health.on_partition(topic, partition, offset + 1, end)
 
 
 class _Tally:

@@ -65,6 +65,8 @@ class Done:
     published: dict[str, int] = field(default_factory=dict)
     """Records published per topic (acknowledged by Kafka)."""
     completed: int = 0
+    anomalies: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Anomalies published per (severity, station), for the on-call metrics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +190,14 @@ def _merged(done: Sequence[Done]) -> Done:
     counts = BatchCounts(*(sum(getattr(d.counts, f) for d in done)
                            for f in BatchCounts.__dataclass_fields__))
     published: dict[str, int] = {}
+    anomalies: dict[tuple[str, str], int] = {}
     for d in done:
         for topic, n in d.published.items():
             published[topic] = published.get(topic, 0) + n
+        for key, n in d.anomalies.items():
+            anomalies[key] = anomalies.get(key, 0) + n
     return Done(counts, {k: v for d in done for k, v in d.states.items()}, published,
-                sum(d.completed for d in done))
+                sum(d.completed for d in done), anomalies)
 
 
 class _Child:
@@ -240,7 +245,11 @@ class _Child:
             self.outbox.send(self.changelog, station.encode(), blob, partition)
         self.outbox.flush()
         self.states.update(out.states)
-        return Done(out.counts, out.states, published, len(out.completed))
+        anomalies: dict[tuple[str, str], int] = {}
+        for a in out.anomalies:
+            key = (str(a.severity), a.station_id)
+            anomalies[key] = anomalies.get(key, 0) + 1
+        return Done(out.counts, out.states, published, len(out.completed), anomalies)
 
     def _publish(self, out: BatchOutput) -> dict[str, int]:
         """Every output of `out`, acknowledged by Kafka when this returns."""

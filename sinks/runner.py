@@ -31,6 +31,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from infra.health import CLICKHOUSE, KAFKA, HealthTracker
 from schemas.codec import Codec
 from sinks.anomaly_sink import AnomalySink
 from sinks.batches import Intent, Skip, Write, group_ranges, group_token, plan
@@ -146,7 +147,7 @@ class SinkRunner:
                  batch_size: int = 5000, batch_ms: int = 500, *,
                  on_step: StepHook | None = None, anomalies_topic: str | None = None,
                  status_topic: str | None = None, updates_topic: str | None = None,
-                 coalesce: bool = True) -> None:
+                 coalesce: bool = True, health: HealthTracker | None = None) -> None:
         self.sessions_topic = sessions_topic
         self.dead_letters_topic = dead_letters_topic
         self.client = client
@@ -156,6 +157,9 @@ class SinkRunner:
         self.batch_ms = batch_ms
         self.coalesce = coalesce
         self._on_step = on_step
+        self.health = health or HealthTracker()
+        """Fed here: inserts that fail or work, offsets committed, partition ends seen."""
+        self._ends_seen = 0.0
         self._sinks = {sessions_topic: SessionSink(client, database, codec),
                        dead_letters_topic: DeadLetterSink(client, database, codec)}
         if anomalies_topic is not None:
@@ -201,6 +205,7 @@ class SinkRunner:
         self._settle_all()
         for tp in partitions:
             self._parts.pop((tp.topic, tp.partition), None)
+        self.health.forget((tp.topic, tp.partition) for tp in partitions)
         log.info("revoked %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
 
     # -- the loop ------------------------------------------------------------------------
@@ -226,6 +231,21 @@ class SinkRunner:
         self._read(timeout)
         self._settle_ended()
         self._send_ready()
+        self._observe_ends()
+
+    def _observe_ends(self) -> None:
+        """Once a second, tell the health tracker each partition's end as last fetched (no
+        broker call): lag whose commits stand still makes the sink unhealthy."""
+        now = time.monotonic()
+        if now - self._ends_seen < 1.0:
+            return
+        self._ends_seen = now
+        for (topic, partition), part in list(self._parts.items()):
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                           cached=True)
+            end = max(high, part.end_offset or 0)
+            if end > 0:
+                self.health.end((topic, partition), end)
 
     def _read(self, timeout: float) -> None:
         if not self._in_flight:
@@ -254,6 +274,7 @@ class SinkRunner:
             return
         if not part.messages:
             part.oldest = time.monotonic()
+            self.health.begin((part.topic, part.partition), msg.offset())
         part.messages.append(Message(msg.offset(), msg.value(), msg.key()))
         part.end_offset = None
 
@@ -432,8 +453,10 @@ class SinkRunner:
         except _HookRaised as exc:
             raise exc.__cause__ from None  # noqa: B904 - the hook's own exception, as it was
         except Exception as exc:  # noqa: BLE001 - any ClickHouse failure: retry the same batch
+            self.health.failed(CLICKHOUSE, f"insert failed: {exc}")
             self._retry_later(f"insert {token} failed: {exc}")
             return False
+        self.health.reached(CLICKHOUSE)
         for _, step in job.members:
             self._hook("inserted", step.intent)
         try:
@@ -488,7 +511,9 @@ class SinkRunner:
         try:
             self._consumer.commit(offsets=[TopicPartition(part.topic, part.partition, offset)],
                                   asynchronous=False)
+            self.health.committed((part.topic, part.partition), offset)
         except KafkaException as exc:
+            self.health.failed(KAFKA, f"commit failed: {exc}")
             # Harmless for correctness: ClickHouse has the rows and the intent; a later commit
             # supersedes this one, or the next owner skips/rebuilds from the intent.
             self._commit_failures += 1

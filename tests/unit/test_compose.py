@@ -4,6 +4,7 @@ setting with a valid value, and the topics it creates match the settings it runs
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -126,3 +127,122 @@ def test_app_services_use_the_authenticated_kafka_listener_with_an_interpolated_
             env["CHARGEWATCH_KAFKA__SASL_PASSWORD"]
         assert password.startswith("${KAFKA_APP_PASSWORD"), f"{name}: a literal secret"
         assert f'user_{user}="{password}"' in jaas, name
+
+
+def _web_port_and_host(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """The web port and bind address the service runs with: its environment read by the
+    settings object, as the container would."""
+    for key, value in _app_services()[name].get("environment", {}).items():
+        monkeypatch.setenv(key, str(value))
+    settings = load_settings()
+    group = {"worker": settings.processor, "sink": settings.sink,
+             "gateway": settings.gateway}[name]
+    return group.web_port, group.web_host
+
+
+def test_no_plaintext_kafka_port_is_published_by_default() -> None:
+    kafka = _compose()["services"]["kafka"]
+    protocols = dict(pair.split(":") for pair in
+                     kafka["environment"]["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    ports = {entry.rsplit(":", 1)[1]: name for name, entry in
+             (listener.split("://") for listener in
+              kafka["environment"]["KAFKA_LISTENERS"].split(","))}
+    for published in kafka.get("ports", []):
+        listener = ports[str(published).rsplit(":", 1)[-1]]
+        assert protocols[listener] != "PLAINTEXT", f"{published} publishes plaintext Kafka"
+    for name, svc in _compose()["services"].items():
+        for published in svc.get("ports", []):
+            assert str(published).rsplit(":", 1)[-1] not in ("9092", "29092"), name
+
+
+def test_the_gateway_authenticates_chargers_and_the_open_variant_is_an_override() -> None:
+    gateway = _compose()["services"]["gateway"]
+    assert int(gateway["environment"]["CHARGEWATCH_GATEWAY__SECURITY_PROFILE"]) >= 1
+    mounted = {volume.rsplit(":", 2)[1]: volume.rsplit(":", 2)[0]
+               for volume in gateway["volumes"]}
+    chargers = gateway["environment"]["CHARGEWATCH_GATEWAY__CHARGERS_FILE"]
+    # required, like the passwords: no default file that could let anyone in
+    assert mounted[chargers].startswith("${GATEWAY_CHARGERS_FILE:?")
+    open_variant = yaml.safe_load((ROOT / "docker-compose.open.yml").read_text())["services"]
+    assert open_variant["gateway"]["environment"]["CHARGEWATCH_GATEWAY__SECURITY_PROFILE"] == "0"
+    assert open_variant["kafka"]["ports"] == ["127.0.0.1:29092:29092"]
+    assert "docker-compose.open.yml" in (ROOT / "docs" / "security.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["worker", "sink", "gateway"])
+def test_health_checks_ask_the_health_endpoint_and_prometheus_scrapes_it(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    port, host = _web_port_and_host(name, monkeypatch)
+    check = " ".join(_compose()["services"][name]["healthcheck"]["test"])
+    assert f"urlopen('http://127.0.0.1:{port}/health'" in check  # 503 fails urlopen
+    assert "socket" not in check
+    assert host == "0.0.0.0", f"{name} binds {host}: Prometheus could not reach it"
+    scrape = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in scrape["scrape_configs"] if j["job_name"] == name)
+    targets = [t for c in job.get("static_configs", []) for t in c["targets"]] + \
+        [f"{n}:{c['port']}" for c in job.get("dns_sd_configs", []) for n in c["names"]]
+    assert targets == [f"{name}:{port}"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+
+
+def _exported_metric_names() -> set[str]:
+    """What the workers' /metrics really expose, every label set touched once."""
+    from prometheus_client import generate_latest
+
+    from infra.health import HealthTracker
+    from infra.metrics import HealthCollector, ProcessorMetrics, sink_registry
+
+    tracker = HealthTracker()
+    tracker.committed(("t", 0), 1)
+    tracker.failed("kafka", "x")
+    processor = ProcessorMetrics()
+    processor.registry.register(HealthCollector(tracker))
+    processor.events.labels("used").inc()
+    processor.published.labels("t").inc()
+    processor.lag.labels("0").set(1)
+    processor.anomalies.labels("critical").inc()
+    processor.critical.labels("S").inc()
+    text = processor.render() + generate_latest(sink_registry(dict, tracker))
+    return {line.split("{")[0].split(" ")[0] for line in text.decode().splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_every_metric_the_alert_rules_name_is_exported_and_every_alert_has_a_runbook() -> None:
+    rules = yaml.safe_load((ROOT / "prometheus" / "alerts.yml").read_text())
+    exported = _exported_metric_names() | {"up", "ALERTS"}
+    oncall = (ROOT / "docs" / "oncall.md").read_text()
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert {a["alert"] for a in alerts} >= {"WorkerDown", "ConsumerLagGrowing",
+                                            "CommitsStalledWithLag", "DeadLetterRate",
+                                            "StationCriticalAnomalies"}
+    for alert in alerts:
+        for metric in re.findall(r"\b(chargewatch_\w+|up)\b(?=\s*[{\[)\s=><]|$)", alert["expr"]):
+            assert metric in exported, f"{alert['alert']}: {metric} is not exported"
+        anchor = alert["annotations"]["runbook"].split("#")[1]
+        assert re.search(rf"^### {alert['alert']}$", oncall, re.M | re.I), anchor
+        assert alert["labels"]["severity"] in ("critical", "warning")
+
+
+def test_grafana_ranks_top_anomalies_by_an_explicit_severity_order() -> None:
+    dashboard = json.loads((ROOT / "grafana" / "dashboards" / "chargewatch.json").read_text())
+    panel = next(p for p in dashboard["panels"] if p["title"] == "Top anomalies")
+    sql = panel["targets"][0]["rawSql"]
+    assert "max(severity)" not in sql
+    assert "ORDER BY max(indexOf(['info', 'warning', 'critical']" in sql
+    sources = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p
+               and isinstance(p["datasource"], dict)}
+    provisioned = yaml.safe_load(
+        (ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert provisioned["datasources"][0]["uid"] in sources
+
+
+def test_worker_and_sink_read_the_stations_file_the_stack_writes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    services = _compose()["services"]
+    writer = services["stations"]["command"]
+    written = writer[writer.index("--registry") + 1]
+    for name in ("worker", "sink"):
+        assert services[name]["environment"]["CHARGEWATCH_PROCESSOR__STATIONS_FILE"] == written
+        assert services[name]["depends_on"]["stations"] == {
+            "condition": "service_completed_successfully"}
+    assert services["stations"]["environment"]["CHARGEWATCH_SIMULATOR__FAULTS"] == "true"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from charging.anomalies import AnomalyRules
 from charging.rules import StitchRules
 from infra.errors import ConfigError
-from infra.settings import load_settings
+from infra.settings import Settings, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +60,34 @@ def test_the_settings_page_documents_every_rule_with_its_default(group: str, rul
         default = f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
         row = f"| `CHARGEWATCH_PROCESSOR__{group.upper()}__{f.name.upper()}` | `{default}` |"
         assert row in page, f"docs/settings.md lacks {row}"
+
+
+def _leaf_env_names(model: type[BaseModel], prefix: str) -> list[str]:
+    names = []
+    for name, info in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        nested = info.annotation
+        if name in ("rules", "anomalies"):  # their own test above, field by field
+            continue
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            names += _leaf_env_names(nested, env + "__")
+        else:
+            names.append(env)
+    return names
+
+
+def _listed(page: str, name: str) -> bool:
+    """`NAME` in a row of its own, or `__LEAF` beside a sibling (`..._USER` / `__PASSWORD`)."""
+    if f"`{name}`" in page:
+        return True
+    group, leaf = name.rsplit("__", 1)
+    return bool(re.search(rf"^\| `{re.escape(group)}__[A-Z_]+`( / `__[A-Z_]+`)* / `__{leaf}` ",
+                          page, re.M))
+
+
+def test_the_settings_page_lists_every_setting() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
+    names = _leaf_env_names(Settings, "CHARGEWATCH_")
+    assert "CHARGEWATCH_HEALTH__UNREACHABLE_S" in names
+    missing = [name for name in names if not _listed(page, name)]
+    assert missing == [], f"docs/settings.md lacks {missing}"
