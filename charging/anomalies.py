@@ -3,7 +3,10 @@
 Plain Python over plain data (no engine imports), so the Faust agent, a batch run and the
 tests share it. Every anomaly ID is deterministic: the kind plus where and when, taken from
 event time or the session, so a replay republishes the same IDs and ClickHouse
-(`anomalies`, ReplacingMergeTree) keeps one row of each. `detected_ms` is event time,
+(`anomalies`, ReplacingMergeTree) keeps one row of each. Per-event observations are
+counted into episodes (charging/episodes.py: one anomaly per kind, station, connector and
+session, opened, updated, closed; `observe`), and every message is in human units
+(charging/units.py). `detected_ms` is event time,
 except for `station_silent` and `dead_letter_spike`, which are about wall-clock silence
 and rates.
 
@@ -22,7 +25,7 @@ and rates.
 | `unusable_event` | a held event could not be used when the reorder window released it (evidence: `reason`) | warning | read the reason; a stop for an unknown transaction often means a lost start |
 | `soc_falling` | the vehicle's state of charge fell while charging | info | none unless frequent at one station (then: charger or vehicle BMS reporting) |
 | `connector_blocked` | a vehicle stayed plugged in `blocking_idle_ms` after charging ended | info | operations: idle fee or a notice to the driver; not a fault |
-| `clock_skew` | a charger's clock is implausible (evidence `rule`: `before_epoch` before 2010, `ahead_of_receive` in the future, `jumped_back` out of line with its own messages); receive time was used | info | schedule a time sync (NTP/OCPP) for the charger |
+| `clock_skew` | a charger's clock is implausible (evidence `rule`: `before_epoch` before 2010, `ahead_of_receive` in the future, `jumped_back` out of line with its own messages); receive time was used; one episode per session (or per idle connector) | info | schedule a time sync (NTP/OCPP) for the charger |
 | `late_event` | an event arrived after later events of its session had been applied | info | none; frequent ones point to a buffering gateway or network |
 | `transaction_id_reused` | a new session took a transaction id that an open or recently closed session on the connector has (evidence: `transaction_id`, `previous_session_id`); each is its own session | info | none for billing: look sessions up by session ID, not transaction id; many at one station mean its counter was reset (firmware update, factory reset) or its ids are recycled; tell the back office that keys on transaction ids |
 
