@@ -131,7 +131,7 @@ def test_cdrs_stored_as_json_keep_their_periods_after_0014(client: Client, datab
         "charging_periods, last_updated) VALUES ('S-1-v1', 'S-1', 1, 1, false, 'ST-1', 1, "
         "0, 0, 'EUR', 7.35, 20000, 1800000, 300000, {periods:String}, 0)",
         parameters={"periods": stored_json})
-    assert migrate(client, database) == ["0014_cdr_periods.sql"]
+    assert migrate(client, database)[0] == "0014_cdr_periods.sql"  # then any later ones
     (cdr,) = load_cdrs(client, database, ["S-1"])["S-1"]
     assert cdr.periods == (SessionPeriod(1_717_000_000_000, 20000.0, 1_500_000, 0, 0, 1, -1),
                            SessionPeriod(1_717_001_500_000, 0.0, 0, 300_000, -1, -1, 2))
