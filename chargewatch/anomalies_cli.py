@@ -2,7 +2,11 @@
 
 Reads every partition directly (assign, no consumer group: nothing to join, nothing
 committed), from the end by default or from the beginning, filters by severity and station,
-and prints one line per anomaly: coloured for a terminal, or one JSON object per line.
+and prints one line per anomaly record (an episode's open, update and closed states each
+get one: charging/episodes.py): coloured for a terminal, or one JSON object per line.
+Partitions are read side by side, so lines are merged by time: what every partition held
+up to its end is printed sorted by time; with `--follow`, what arrives after is printed
+sorted per poll round (a record that comes later than its time shows late, not hidden).
 Without `--follow` it stops once every partition reached its end. The Kafka client is
 imported when the command runs, so building the `chargewatch` parser loads no driver.
 """
@@ -20,6 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from charging.anomalies import at_least
+from charging.episodes import SINGLE
 from infra.errors import ChargeWatchError
 from infra.settings import Settings
 from schemas.records import Anomaly, Severity
@@ -61,6 +66,7 @@ def cmd_anomalies(settings: Settings, args: argparse.Namespace) -> int:
                          "enable.auto.commit": False, "enable.partition.eof": True,
                          "fetch.queue.backoff.ms": 10,
                          "fetch.wait.max.ms": settings.kafka.fetch_max_wait_ms})
+    shown = _Shown(minimum, args.station, out, as_json=args.json)
     try:
         partitions = topic_partitions(consumer, topic)
         start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
@@ -69,27 +75,47 @@ def cmd_anomalies(settings: Settings, args: argparse.Namespace) -> int:
         while args.follow or pending:
             msg = consumer.poll(0.5)
             if msg is None:
+                if not pending:
+                    shown.flush()  # following: each quiet poll prints what came, by time
                 continue
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     pending.discard(msg.partition())
+                    if not pending:
+                        shown.flush()  # every partition read to its end
                 elif error.fatal():
                     raise ChargeWatchError(f"reading {topic}: {error}")
                 continue
             try:
-                anomaly = codec.decode_anomaly(msg.value() or b"")
+                shown.add(codec.decode_anomaly(msg.value() or b""))
             except DecodeError as exc:
                 err.print(f"[dim]skipped {topic}[{msg.partition()}]@{msg.offset()}: {exc}[/dim]")
-                continue
-            if at_least(anomaly.severity, minimum) and args.station in (None,
-                                                                       anomaly.station_id):
-                _show(anomaly, out, as_json=args.json)
     except KeyboardInterrupt:
         pass
     finally:
         consumer.close()
+        shown.flush()
     return 0
+
+
+class _Shown:
+    """Anomalies waiting to be printed, merged by time across partitions."""
+
+    def __init__(self, minimum: Severity, station: str | None, out: Console, *,
+                 as_json: bool) -> None:
+        self.minimum, self.station, self.out, self.as_json = minimum, station, out, as_json
+        self.waiting: list[Anomaly] = []
+
+    def add(self, anomaly: Anomaly) -> None:
+        if at_least(anomaly.severity, self.minimum) and self.station in (None,
+                                                                          anomaly.station_id):
+            self.waiting.append(anomaly)
+
+    def flush(self) -> None:
+        for anomaly in sorted(self.waiting, key=lambda a: (a.detected_ms, a.anomaly_id)):
+            _show(anomaly, self.out, as_json=self.as_json)
+        self.waiting = []
 
 
 def topic_partitions(consumer: Consumer, topic: str) -> list[int]:
@@ -106,7 +132,8 @@ def as_dict(anomaly: Anomaly) -> dict[str, Any]:
     return {"detected_at": _iso(a.detected_ms), "severity": a.severity.value, "kind": a.kind,
             "station_id": a.station_id, "connector_id": a.connector_id,
             "session_id": a.session_id, "message": a.message, "evidence": a.evidence,
-            "anomaly_id": a.anomaly_id, "detected_ms": a.detected_ms}
+            "anomaly_id": a.anomaly_id, "detected_ms": a.detected_ms, "status": a.status,
+            "occurrences": a.occurrences, "first_ms": a.first_ms, "last_ms": a.last_ms}
 
 
 def _show(anomaly: Anomaly, out: Console, *, as_json: bool) -> None:
@@ -119,9 +146,11 @@ def _show(anomaly: Anomaly, out: Console, *, as_json: bool) -> None:
     where = a.station_id if a.connector_id is None else f"{a.station_id}/{a.connector_id}"
     evidence = " ".join(f"{k}={v}" for k, v in a.evidence.items())
     message = a.message.removeprefix(f"{where}: ")  # the column already says where
+    status = "" if a.status == SINGLE else a.status
     out.print(Text.assemble(
         (_iso(a.detected_ms), "dim"), " ", (f"{a.severity.value.upper():8}", style), " ",
-        (f"{a.kind:22}", style), " ", (f"{where:14}", "bold"), " ", message,
+        (f"{a.kind:22}", style), " ", (f"{status:6}", "bold"), " ", (f"{where:14}", "bold"),
+        " ", message,
         (f"  [{evidence}]" if evidence else "", "dim")))
 
 

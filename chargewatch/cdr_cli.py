@@ -3,14 +3,17 @@
 Reads `cdrs` like `chargewatch session` reads sessions (chargewatch/lookup.py): straight
 from ClickHouse, or, while a sink worker holds the embedded chDB folder, over that
 worker's `/cdrs/ID` endpoint. Prints OCPI 2.2.1 CDR objects (`--json`, amounts as exact
-JSON numbers, the tariff in full as configured now) or a table, in issue order, with the
-session's net total.
+JSON numbers, the tariff in full as configured now, the CPO's codes from settings `ocpi`,
+the location and connector from the stations file) or a table, in issue order, with the
+session's net total. A CDR lacking a field OCPI requires is still printed, and stderr gets
+one line for it naming the fields and where they come from.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from charging.cdr import Cdr, Price, iso, money, to_ocpi
+from charging.cdr import Cdr, Party, Price, iso, missing, money, to_ocpi
 from charging.tariffs.model import Tariff
 from infra.errors import StackError
 from infra.settings import Settings
@@ -44,11 +47,48 @@ def cmd_cdr(settings: Settings, args: argparse.Namespace) -> int:
             "ClickHouse yet (CDRs are issued when the sink stores a closed session)")
         return 1
     if args.json:
-        tariffs = configured_tariffs(settings)
-        print(ocpi_json([to_ocpi(c, tariffs.get(c.tariff_id or "")) for c in cdrs]))
+        docs = ocpi_cdrs(settings, cdrs)
+        print(ocpi_json([doc for doc, _ in docs]), flush=True)
+        for line in (lacking for _, lacking in docs if lacking):
+            print(line, file=sys.stderr)
     else:
         print_cdrs(cdrs)
     return 0
+
+
+def ocpi_cdrs(settings: Settings, cdrs: Sequence[Cdr]) -> list[tuple[dict[str, Any], str]]:
+    """Each CDR as an OCPI object, with the one line saying what it lacks ('' if nothing)."""
+    tariffs = configured_tariffs(settings)
+    party = Party(settings.ocpi.country_code, settings.ocpi.party_id)
+    registry = settings.station_registry()
+    stations = registry.stations if registry is not None else {}
+    out = []
+    for c in cdrs:
+        doc = to_ocpi(c, tariffs.get(c.tariff_id or ""), party, stations.get(c.station_id))
+        out.append((doc, _lacking(settings, doc, c.station_id, c.station_id in stations)))
+    return out
+
+
+def _lacking(settings: Settings, doc: dict[str, Any], station_id: str, known: bool) -> str:
+    """One line: which required fields a CDR lacks, and where each comes from."""
+    fields = missing(doc)
+    if not fields:
+        return ""
+    hints = []
+    if any(f.endswith(("country_code", "party_id")) for f in fields):
+        hints.append("set CHARGEWATCH_OCPI__COUNTRY_CODE and CHARGEWATCH_OCPI__PARTY_ID")
+    if any(f.startswith("cdr_location.") for f in fields):
+        path = settings.processor.stations_file
+        if path is None:
+            hints.append("no stations file: set CHARGEWATCH_PROCESSOR__STATIONS_FILE")
+        elif not known:
+            hints.append(f"station {station_id} is not in the stations file {path}")
+        else:
+            hints.append(f"complete station {station_id} in the stations file {path}")
+    if any(f.startswith("tariffs[].") for f in fields):
+        hints.append("its tariff is not in today's tariff configuration")
+    return (f"CDR {doc['id']}: lacks what OCPI 2.2.1 requires: {', '.join(fields)} "
+            f"({'; '.join(hints) or 'see docs/tariffs.md'})")
 
 
 def configured_tariffs(settings: Settings) -> dict[str, Tariff]:

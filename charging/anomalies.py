@@ -3,7 +3,10 @@
 Plain Python over plain data (no engine imports), so the Faust agent, a batch run and the
 tests share it. Every anomaly ID is deterministic: the kind plus where and when, taken from
 event time or the session, so a replay republishes the same IDs and ClickHouse
-(`anomalies`, ReplacingMergeTree) keeps one row of each. `detected_ms` is event time,
+(`anomalies`, ReplacingMergeTree) keeps one row of each. Per-event observations are
+counted into episodes (charging/episodes.py: one anomaly per kind, station, connector and
+session, opened, updated, closed; `observe`), and every message is in human units
+(charging/units.py). `detected_ms` is event time,
 except for `station_silent` and `dead_letter_spike`, which are about wall-clock silence
 and rates.
 
@@ -22,7 +25,7 @@ and rates.
 | `unusable_event` | a held event could not be used when the reorder window released it (evidence: `reason`) | warning | read the reason; a stop for an unknown transaction often means a lost start |
 | `soc_falling` | the vehicle's state of charge fell while charging | info | none unless frequent at one station (then: charger or vehicle BMS reporting) |
 | `connector_blocked` | a vehicle stayed plugged in `blocking_idle_ms` after charging ended | info | operations: idle fee or a notice to the driver; not a fault |
-| `clock_skew` | a charger's clock is implausible (evidence `rule`: `before_epoch` before 2010, `ahead_of_receive` in the future, `jumped_back` out of line with its own messages); receive time was used | info | schedule a time sync (NTP/OCPP) for the charger |
+| `clock_skew` | a charger's clock is implausible (evidence `rule`: `before_epoch` before 2010, `ahead_of_receive` in the future, `jumped_back` out of line with its own messages); receive time was used; one episode per session (or per idle connector) | info | schedule a time sync (NTP/OCPP) for the charger |
 | `late_event` | an event arrived after later events of its session had been applied | info | none; frequent ones point to a buffering gateway or network |
 | `transaction_id_reused` | a new session took a transaction id that an open or recently closed session on the connector has (evidence: `transaction_id`, `previous_session_id`); each is its own session | info | none for billing: look sessions up by session ID, not transaction id; many at one station mean its counter was reset (firmware update, factory reset) or its ids are recycled; tell the back office that keys on transaction ids |
 
@@ -36,9 +39,13 @@ same ID and `detected_ms` (its last event) as the one its incomplete close raise
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from charging.rules import MISSING_STOP, TRANSACTION_ID_REUSED, Observation, check_bounds
+from charging import episodes as ep
+from charging.episodes import Episode, EpisodeKey
+from charging.rules import HOUR_MS, MISSING_STOP, TRANSACTION_ID_REUSED, Observation, check_bounds
 from charging.stations import StationRegistry
+from charging.units import duration, energy, power
 from schemas.records import Anomaly, ChargingSession, Severity
 
 NETWORK = "*"
@@ -73,32 +80,40 @@ class AnomalyRules:
     """No event from a station for this long (wall clock): `station_silent`, warning."""
     offline_ms: int = 4 * 3_600_000
     """...for this long: critical."""
+    episode_update_ms: int = HOUR_MS
+    """An open episode publishes its count and worst value at most this often (event time)."""
+    episode_quiet_ms: int = HOUR_MS
+    """An episode with no occurrence for this long (event time, or wall time since the
+    station was last heard) is closed."""
+    episode_keep_ms: int = 24 * HOUR_MS
+    """A closed episode of a session is kept this long (event time) for a late occurrence,
+    which reopens it under the same ID."""
 
     def __post_init__(self) -> None:
         check_bounds(self, positive=("over_power_ratio", "failed_starts",
-                                     "dead_letter_spike_per_min", "silent_ms", "offline_ms"),
+                                     "dead_letter_spike_per_min", "silent_ms", "offline_ms",
+                                     "episode_update_ms", "episode_quiet_ms"),
                      non_negative=("min_energy_wh", "zero_energy_wh", "min_duration_ms",
-                                   "blocking_idle_ms"))
+                                   "blocking_idle_ms", "episode_keep_ms"))
 
 
-_FROM_OBSERVATION: dict[str, tuple[str, Severity, str]] = {
-    "faulted": ("connector_faulted", Severity.CRITICAL, "connector faulted"),
-    "power_above_rating": ("power_above_rating", Severity.WARNING, "power above rating"),
-    "energy_backwards": ("energy_backwards", Severity.WARNING, "energy register went backwards"),
-    "implausible_reading": ("implausible_reading", Severity.WARNING,
-                            "implausible register reading left out of energy"),
-    "stuck_session": ("stuck_session", Severity.WARNING, "session quiet: its stop may be lost"),
-    "unusable_held_event": ("unusable_event", Severity.WARNING, "event could not be used"),
-    "soc_falling": ("soc_falling", Severity.INFO, "state of charge fell while charging"),
-    "clock_skew": ("clock_skew", Severity.INFO, "charger clock skewed"),
-    "late_event": ("late_event", Severity.INFO, "event arrived late"),
-    TRANSACTION_ID_REUSED: (TRANSACTION_ID_REUSED, Severity.INFO,
-                            "transaction id reused by a new session"),
+_FROM_OBSERVATION: dict[str, tuple[str, Severity]] = {
+    "faulted": ("connector_faulted", Severity.CRITICAL),
+    "power_above_rating": ("power_above_rating", Severity.WARNING),
+    "energy_backwards": ("energy_backwards", Severity.WARNING),
+    "implausible_reading": ("implausible_reading", Severity.WARNING),
+    "stuck_session": ("stuck_session", Severity.WARNING),
+    "unusable_held_event": ("unusable_event", Severity.WARNING),
+    "soc_falling": ("soc_falling", Severity.INFO),
+    "clock_skew": ("clock_skew", Severity.INFO),
+    "late_event": ("late_event", Severity.INFO),
+    TRANSACTION_ID_REUSED: (TRANSACTION_ID_REUSED, Severity.INFO),
 }
-"""Observation kind -> (anomaly kind, severity, message)."""
+"""Observation kind -> (anomaly kind, severity); `_describe` words each."""
 _ONCE_PER_SESSION = frozenset({"stuck_session"})
-"""Kinds whose ID names the session only: the finding on the open session and the one on
-its incomplete close (`from_completed`) are one anomaly, the later replacing the earlier."""
+"""Kinds whose ID names the session only and that are not counted as episodes: the timer
+reports the open session once (`open`), its incomplete close (`from_completed`) replaces
+that record (`closed`)."""
 
 
 def anomaly_id(kind: str, station_id: str, connector_id: int | None, key: str | int) -> str:
@@ -137,25 +152,48 @@ class AnomalyDetector:
     # -- per-event observations ----------------------------------------------------------
 
     def from_observation(self, station_id: str, obs: Observation) -> Anomaly | None:
-        """The anomaly of one stitcher observation; None for kinds it does not know."""
+        """The anomaly of one stitcher observation on its own (None for kinds it does not
+        know); `observe` counts it into an episode instead."""
         known = _FROM_OBSERVATION.get(obs.kind)
         if known is None:
             return None
-        kind, severity, text = known
-        evidence = dict(obs.values)
-        detail = ", ".join(f"{k}={v}" for k, v in obs.values)
-        if obs.kind == "faulted":
-            text = f"connector faulted: {evidence.get('error_code', 'None')}"
-            detail = f"status={evidence.get('status', 'None')}"
+        kind, severity = known
         key = obs.session_id if obs.kind in _ONCE_PER_SESSION and obs.session_id else \
             f"{obs.session_id or '-'}:{obs.time_ms}"
         return Anomaly(
             anomaly_id=anomaly_id(kind, station_id, obs.connector_id, key),
             kind=kind, severity=severity, station_id=station_id,
             connector_id=obs.connector_id, session_id=obs.session_id, detected_ms=obs.time_ms,
-            message=f"{_where(station_id, obs.connector_id)}: {text}"
-                    + (f" ({detail})" if detail else ""),
-            evidence=evidence)
+            message=f"{_where(station_id, obs.connector_id)}: {_describe(obs.kind, obs.values)}",
+            evidence=dict(obs.values),
+            status=ep.OPEN if obs.kind in _ONCE_PER_SESSION else ep.SINGLE)
+
+    def observe(self, episodes: dict[EpisodeKey, Episode], station_id: str,
+                obs: Observation) -> Anomaly | None:
+        """Count one observation into its episode (`episodes`: the station state's); the
+        record to publish now, if any (charging/episodes.py)."""
+        if obs.kind not in _FROM_OBSERVATION or obs.kind in _ONCE_PER_SESSION:
+            return self.from_observation(station_id, obs)
+        episode, status = ep.occur(episodes, obs, _magnitude(obs.kind, obs.values),
+                                   self.rules.episode_update_ms)
+        return None if status is None else _episode_record(station_id, episode, status)
+
+    def close_session(self, episodes: dict[EpisodeKey, Episode], session: ChargingSession
+                      ) -> list[Anomaly]:
+        """The closing records of the episodes of a session that closed."""
+        return [_episode_record(session.station_id, e, ep.CLOSED)
+                for e in ep.close_session(episodes, session.session_id, session.end_ms)]
+
+    def close_quiet(self, episodes: dict[EpisodeKey, Episode], station_id: str,
+                    now_ms: int, wall_quiet_ms: int = 0) -> list[Anomaly]:
+        """The closing records of the station's episodes that went quiet (event time
+        `now_ms`, or `wall_quiet_ms` since the worker last heard the station)."""
+        if not episodes:
+            return []
+        rules = self.rules
+        return [_episode_record(station_id, e, ep.CLOSED)
+                for e in ep.close_quiet(episodes, now_ms, wall_quiet_ms,
+                                        rules.episode_quiet_ms, rules.episode_keep_ms)]
 
     # -- completed sessions --------------------------------------------------------------
 
@@ -166,24 +204,32 @@ class AnomalyDetector:
         zero = s.energy_wh < rules.zero_energy_wh
         if zero:
             found.append(self._session(s, "zero_energy_session", Severity.WARNING,
-                                       f"no energy delivered in {_minutes(s.plugged_ms)}", {}))
+                                       f"no energy delivered in {duration(s.plugged_ms)}", {}))
         else:
             found.extend(self._suspicious(s))
         if s.idle_ms > rules.blocking_idle_ms:
             found.append(self._session(
                 s, "connector_blocked", Severity.INFO,
-                f"plugged in {_minutes(s.idle_ms)} without charging",
+                f"plugged in {duration(s.idle_ms)} without charging",
                 {"idle_ms": str(s.idle_ms), "threshold_ms": str(rules.blocking_idle_ms)}))
         if MISSING_STOP in s.flags:
             found.append(self._session(
                 s, "stuck_session", Severity.WARNING,
                 "closed without a stop event (incomplete)",
                 {"state": str(s.state), "last_event_ms": str(s.end_ms),
-                 "flags": ",".join(s.flags)}))
+                 "flags": ",".join(s.flags)}, status=ep.CLOSED))
         streak = self._failed_start(s, zero)
         if streak is not None:
             found.append(streak)
         return found
+
+    def stuck_resumed(self, s: ChargingSession) -> Anomaly:
+        """Closes the `stuck_session` reported on a session that then went on and closed
+        with its stop (the caller knows it was reported)."""
+        return self._session(s, "stuck_session", Severity.WARNING,
+                             "events came again after a quiet spell; closed with its stop",
+                             {"state": str(s.state), "last_event_ms": str(s.end_ms)},
+                             status=ep.CLOSED)
 
     def _suspicious(self, s: ChargingSession) -> list[Anomaly]:
         rules = self.rules
@@ -205,8 +251,8 @@ class AnomalyDetector:
             return []
         evidence["reasons"] = ",".join(reasons)
         return [self._session(s, "suspicious_session", Severity.WARNING,
-                              f"suspicious: {', '.join(reasons)} ({s.energy_wh:.0f} Wh in "
-                              f"{_minutes(s.plugged_ms)})", evidence)]
+                              f"suspicious: {', '.join(reasons)} ({energy(s.energy_wh)} in "
+                              f"{duration(s.plugged_ms)})", evidence)]
 
     def _failed_start(self, s: ChargingSession, zero: bool) -> Anomaly | None:
         if s.version > 1:
@@ -232,13 +278,13 @@ class AnomalyDetector:
 
     @staticmethod
     def _session(s: ChargingSession, kind: str, severity: Severity, text: str,
-                 evidence: dict[str, str]) -> Anomaly:
+                 evidence: dict[str, str], status: str = ep.SINGLE) -> Anomaly:
         return Anomaly(
             anomaly_id=anomaly_id(kind, s.station_id, s.connector_id, s.session_id),
             kind=kind, severity=severity, station_id=s.station_id, connector_id=s.connector_id,
             session_id=s.session_id, detected_ms=s.end_ms,
             message=f"{_where(s.station_id, s.connector_id)} session {s.session_id}: {text}",
-            evidence=evidence)
+            evidence=evidence, status=status)
 
     # -- rates and silence (wall clock) --------------------------------------------------
 
@@ -259,7 +305,7 @@ class AnomalyDetector:
             kind="dead_letter_spike", severity=Severity.CRITICAL, station_id=NETWORK,
             connector_id=None, session_id=None, detected_ms=now_ms,
             message=f"dead letters spiking: {per_min:.0f}/min ({count} in "
-                    f"{window_ms / 1000:.0f} s)",
+                    f"{duration(window_ms)})",
             evidence={"count": str(count), "window_ms": str(window_ms),
                       "per_min": f"{per_min:.1f}",
                       "threshold_per_min": f"{self.rules.dead_letter_spike_per_min:g}"})
@@ -279,14 +325,93 @@ class AnomalyDetector:
             anomaly_id=anomaly_id("station_silent", station_id, None, last_receive_ms),
             kind="station_silent", severity=severity, station_id=station_id,
             connector_id=None, session_id=None, detected_ms=now_wall_ms,
-            message=f"{station_id}: nothing received for {_minutes(silent)}"
+            message=f"{station_id}: nothing received for {duration(silent)}"
                     + (" (offline)" if severity is Severity.CRITICAL else ""),
             evidence={"last_receive_ms": str(last_receive_ms), "silent_ms": str(silent)})
 
 
-def _minutes(ms: int) -> str:
-    if ms < 60_000:
-        return f"{ms / 1000:.0f} s"
-    if ms < 3_600_000:
-        return f"{ms / 60_000:.0f} min"
-    return f"{ms / 3_600_000:.1f} h"
+def _episode_record(station_id: str, e: Episode, status: str) -> Anomaly:
+    """One published state of an episode: its worst occurrence in words, and its count."""
+    kind, severity = _FROM_OBSERVATION[e.kind]
+    key = e.session_id if e.session_id is not None else f"-:{e.first_ms}"
+    text = _describe(e.kind, e.evidence)
+    if e.count > 1:
+        text += f" ({e.count} times over {duration(e.last_ms - e.first_ms)})"
+    at = {ep.OPEN: e.first_ms, ep.UPDATE: e.last_ms}.get(status, e.closed_ms or e.last_ms)
+    return Anomaly(
+        anomaly_id=anomaly_id(kind, station_id, e.connector_id, key), kind=kind,
+        severity=severity, station_id=station_id, connector_id=e.connector_id,
+        session_id=e.session_id, detected_ms=at,
+        message=f"{_where(station_id, e.connector_id)}: {text}", evidence=dict(e.evidence),
+        status=status, occurrences=e.count, first_ms=e.first_ms, last_ms=e.last_ms)
+
+
+def _magnitude(kind: str, values: tuple[tuple[str, str], ...]) -> float:
+    """How bad one occurrence is, to keep an episode's worst (0: the first is kept)."""
+    v = dict(values)
+    try:
+        if kind == "clock_skew":
+            return abs(int(v["receive_time_ms"]) - int(v["event_time_ms"]))
+        if kind in ("power_above_rating", "implausible_reading"):
+            return float(v.get("average_w", 0))
+        if kind == "energy_backwards":
+            return float(v["previous_wh"]) - float(v["register_wh"])
+        if kind == "soc_falling":
+            return float(v["previous_pct"]) - float(v["soc_pct"])
+    except (KeyError, ValueError):
+        pass
+    return 0.0
+
+
+def _describe(kind: str, values: tuple[tuple[str, str], ...]) -> str:
+    """One occurrence in words and human units (no raw epoch or millisecond values)."""
+    v = dict(values)
+    try:
+        return _DESCRIBE[kind](v)
+    except (KeyError, ValueError):
+        return kind.replace("_", " ") + "".join(f", {k} {x}" for k, x in values)
+
+
+def _clock(v: dict[str, str]) -> str:
+    event_ms, receive_ms = int(v["event_time_ms"]), int(v["receive_time_ms"])
+    offset = receive_ms - event_ms
+    side = "behind" if offset >= 0 else "ahead"
+    text = f"charger clock {duration(offset)} {side}"
+    if v.get("rule") == "before_epoch":
+        day = datetime.fromtimestamp(event_ms / 1000, UTC).date().isoformat()
+        return f"{text} (reads {day}, before 2010)"
+    if v.get("rule") == "jumped_back":
+        return f"{text} (jumped back)"
+    return text
+
+
+def _on_rated(v: dict[str, str]) -> str:
+    rated = power(float(v["rated_w"]))
+    article = "an" if rated.startswith(("8", "11 ", "18 ", "11.", "18.")) else "a"
+    return f"{power(float(v['average_w']))} on {article} {rated} connector"
+
+
+def _implausible(v: dict[str, str]) -> str:
+    text = (f"register reading {energy(float(v['register_wh']))} after "
+            f"{energy(float(v['previous_wh']))} left out of energy")
+    return f"{text}: {_on_rated(v)}" if "average_w" in v else text
+
+
+_DESCRIBE = {
+    "faulted": lambda v: f"connector faulted: {v['error_code']} (status {v['status']})",
+    "power_above_rating": lambda v: f"{_on_rated(v)}, backed by the charger's power reading",
+    "energy_backwards": lambda v: (f"energy register went back from "
+                                   f"{energy(float(v['previous_wh']))} to "
+                                   f"{energy(float(v['register_wh']))}"),
+    "implausible_reading": _implausible,
+    "stuck_session": lambda v: (f"session quiet for {duration(int(v['quiet_ms']))}: "
+                                "its stop may be lost"),
+    "unusable_held_event": lambda v: f"event {v['event_id']} could not be used: {v['reason']}",
+    "soc_falling": lambda v: (f"state of charge fell from {float(v['previous_pct']):.0f} % "
+                              f"to {float(v['soc_pct']):.0f} % while charging"),
+    "clock_skew": _clock,
+    "late_event": lambda v: f"{v['kind']} event {v['event_id']} arrived late",
+    TRANSACTION_ID_REUSED: lambda v: (f"transaction id {v['transaction_id']} reused by a new "
+                                      f"session (previous: {v['previous_session_id']})"),
+}
+"""Observation kind -> its words (`_FROM_OBSERVATION` names the same kinds)."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from charging.stations import StationInfo
 from charging.tariffs.model import DAYS, Tariff, TariffElement
 from schemas.records import ChargingSession, SessionPeriod, SessionState
 
@@ -153,29 +154,55 @@ def issue(session: ChargingSession, issued: Sequence[Cdr]) -> tuple[Cdr, ...]:
 # -- OCPI JSON -------------------------------------------------------------------------------
 
 
-def to_ocpi(cdr: Cdr, tariff: Tariff | None = None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Party:
+    """The CPO as OCPI names it (settings `ocpi`); None where not configured."""
+
+    country_code: str | None = None
+    party_id: str | None = None
+
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "": ("country_code", "party_id", "id", "start_date_time", "end_date_time", "cdr_token",
+         "auth_method", "cdr_location", "currency", "charging_periods", "total_cost",
+         "total_energy", "total_time", "last_updated"),
+    "cdr_token": ("country_code", "party_id", "uid", "type", "contract_id"),
+    "cdr_location": ("id", "address", "city", "country", "coordinates", "evse_uid", "evse_id",
+                     "connector_id", "connector_standard", "connector_format",
+                     "connector_power_type"),
+    "tariffs[]": ("country_code", "party_id", "id", "currency", "elements", "last_updated"),
+}
+"""What OCPI 2.2.1 requires of a CDR and its parts that this network may not know: the
+fields `missing` reports (a roaming partner rejects a CDR without them)."""
+
+
+def to_ocpi(cdr: Cdr, tariff: Tariff | None = None, party: Party | None = None,
+            station: StationInfo | None = None) -> dict[str, Any]:
     """The CDR as an OCPI 2.2.1 CDR object; amounts stay Decimal (the caller renders them).
 
-    Locations are this network's ids (OCPI party and country codes are not configured
-    here, so `country_code`/`party_id` are left out). The tariff is the full OCPI Tariff
-    when `tariff` (the one with the CDR's tariff id) is given, else a reference by id.
+    `party` (settings) gives `country_code`/`party_id` (of the CDR, its tariffs and its
+    token: id tags are authorised locally, so the CPO is the token's issuer too), `station`
+    (the stations file) the location and the connector's type; what neither knows is left
+    out, and `missing` names it. The tariff is the full OCPI Tariff when `tariff` (the one
+    with the CDR's tariff id) is given, else a reference by id.
     """
+    codes = _codes(party)
     doc: dict[str, Any] = {
+        **codes,
         "id": cdr.cdr_id,
         "start_date_time": iso(cdr.start_ms),
         "end_date_time": iso(cdr.end_ms),
         "session_id": cdr.session_id,
-        "cdr_token": {"uid": cdr.id_tag or cdr.vehicle_id or "UNKNOWN",
+        "cdr_token": {**codes, "uid": cdr.id_tag or cdr.vehicle_id or "UNKNOWN",
                       "type": "RFID" if cdr.id_tag else "OTHER",
                       "contract_id": cdr.id_tag or cdr.vehicle_id or "UNKNOWN"},
         "auth_method": AUTH_METHOD,
-        "cdr_location": {"id": cdr.station_id,
-                         "evse_uid": f"{cdr.station_id}*{cdr.connector_id}",
-                         "connector_id": str(cdr.connector_id)},
+        "cdr_location": cdr_location(cdr, party, station),
         "currency": cdr.currency,
         "tariffs": [] if cdr.tariff_id is None else [
-            ocpi_tariff(tariff) if tariff is not None and tariff.tariff_id == cdr.tariff_id
-            else {"id": cdr.tariff_id, "currency": cdr.currency}],
+            ocpi_tariff(tariff, party, cdr.start_ms)
+            if tariff is not None and tariff.tariff_id == cdr.tariff_id
+            else {**codes, "id": cdr.tariff_id, "currency": cdr.currency}],
         "charging_periods": [_period(p, cdr.tariff_id) for p in cdr.periods],
         "total_cost": _price(cdr.total_cost),
         "total_energy": _volume(Decimal(repr(cdr.total_energy_wh)) / _WH_PER_KWH),
@@ -195,10 +222,61 @@ def to_ocpi(cdr: Cdr, tariff: Tariff | None = None) -> dict[str, Any]:
     return doc
 
 
-def ocpi_tariff(tariff: Tariff) -> dict[str, Any]:
-    """A tariff of the model as an OCPI 2.2.1 Tariff object (prices stay Decimal)."""
+def cdr_location(cdr: Cdr, party: Party | None, station: StationInfo | None
+                 ) -> dict[str, Any]:
+    """OCPI CdrLocation: ids from the CDR, the rest from the stations file. `evse_id`
+    (eMI3: country*party*E...) is the registry's, else derived from the CPO's codes and
+    the station and connector ids (letters and digits only)."""
+    socket = station.sockets.get(cdr.connector_id) if station is not None else None
+    evse_id = socket.evse_id if socket is not None else None
+    if evse_id is None and party is not None and party.country_code and party.party_id:
+        outlet = "".join(ch for ch in cdr.station_id.upper() if ch.isalnum())
+        evse_id = f"{party.country_code}*{party.party_id}*E{outlet}*{cdr.connector_id}"
+    doc: dict[str, Any] = {"id": cdr.station_id}
+    if station is not None:
+        doc |= {key: value for key, value in (
+            ("name", station.name), ("address", station.address), ("city", station.city),
+            ("postal_code", station.postal_code), ("country", station.country))
+            if value is not None}
+        if station.coordinates is not None:
+            doc["coordinates"] = {"latitude": station.coordinates[0],
+                                  "longitude": station.coordinates[1]}
+    doc["evse_uid"] = f"{cdr.station_id}*{cdr.connector_id}"
+    if evse_id is not None:
+        doc["evse_id"] = evse_id
+    doc["connector_id"] = str(cdr.connector_id)
+    if socket is not None:
+        doc |= {f"connector_{key}": value for key, value in (
+            ("standard", socket.standard), ("format", socket.format),
+            ("power_type", socket.power_type)) if value is not None}
+    return doc
+
+
+def missing(doc: dict[str, Any]) -> list[str]:
+    """The fields OCPI 2.2.1 requires (`REQUIRED`) that an OCPI CDR object lacks, by path:
+    `country_code`, `cdr_location.address`, `tariffs[].last_updated`."""
+    parts: list[tuple[str, dict[str, Any]]] = [("", doc)]
+    for key in ("cdr_token", "cdr_location"):
+        parts.append((key, doc.get(key) or {}))
+    parts += [("tariffs[]", t) for t in doc.get("tariffs") or ()]
+    found: dict[str, None] = {}
+    for where, part in parts:
+        prefix = f"{where}." if where else ""
+        for name in REQUIRED[where]:
+            if part.get(name) in (None, ""):
+                found[prefix + name] = None
+    return list(found)
+
+
+def ocpi_tariff(tariff: Tariff, party: Party | None = None,
+                used_from_ms: int | None = None) -> dict[str, Any]:
+    """A tariff of the model as an OCPI 2.2.1 Tariff object (prices stay Decimal).
+
+    `last_updated` is the tariff's (from its file); a tariff not read from a file (the
+    simple tariff) shows `used_from_ms`, the session's start: a CDR carries its tariff as
+    it was when the session started."""
     doc: dict[str, Any] = {
-        "id": tariff.tariff_id, "currency": tariff.currency,
+        **_codes(party), "id": tariff.tariff_id, "currency": tariff.currency,
         "elements": [_element(e) for e in tariff.elements]}
     for key, price in (("min_price", tariff.min_price), ("max_price", tariff.max_price)):
         if price is not None:
@@ -208,7 +286,17 @@ def ocpi_tariff(tariff: Tariff) -> dict[str, Any]:
         doc["start_date_time"] = iso(tariff.start_ms)
     if tariff.end_ms is not None:
         doc["end_date_time"] = iso(tariff.end_ms)
+    updated = tariff.last_updated_ms if tariff.last_updated_ms is not None else used_from_ms
+    if updated is not None:
+        doc["last_updated"] = iso(updated)
     return doc
+
+
+def _codes(party: Party | None) -> dict[str, str]:
+    if party is None:
+        return {}
+    return {k: v for k, v in (("country_code", party.country_code),
+                              ("party_id", party.party_id)) if v}
 
 
 def _element(element: TariffElement) -> dict[str, Any]:

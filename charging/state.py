@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from charging.episodes import Episode, EpisodeKey
 from charging.errors import StateDecodeError
 from charging.reorder import Held
 from charging.tariffs import Meter
@@ -190,6 +191,8 @@ class StationState:
     """Receive time minus charger time of that event."""
     skew_offset_ms: int | None = None
     """While the charger's clock has jumped back: its offset to receive time since."""
+    episodes: dict[EpisodeKey, Episode] = field(default_factory=dict)
+    """Anomaly episodes open (or recently closed) at the station (charging/episodes.py)."""
 
     def connector(self, connector_id: int) -> ConnectorState:
         """The connector's state, created on first use."""
@@ -216,6 +219,8 @@ class StationState:
             doc["d"] = self.daily
         if self.clock_ms >= 0 or self.skew_offset_ms is not None:
             doc["o"] = [self.clock_ms, self.clock_offset_ms, self.skew_offset_ms]
+        if self.episodes:
+            doc["e"] = [e.pack() for e in self.episodes.values()]
         return orjson.dumps(doc)
 
     @classmethod
@@ -238,6 +243,7 @@ class StationState:
                 connectors={row[0]: _unpack_connector(row, station) for row in doc["c"]},
                 newest_ms=newest, last_receive_ms=receive,
                 clock_ms=clock, clock_offset_ms=clock_offset, skew_offset_ms=skew,
+                episodes={(e := Episode.unpack(row)).key: e for row in doc.get("e", ())},
             )
         except StateDecodeError:
             raise

@@ -201,20 +201,23 @@ class SessionStitcher:
             return StitchResult(state, _NO_KEYS, _NO_SESSIONS, f"unknown event kind {kind!r}")
         out = _Out()
         t, rule = self._clock.judge(state, event)
-        if rule is not None:
-            out.observations.append(Observation(
-                CLOCK_SKEW, event.connector_id, t, None,
-                (("event_time_ms", str(event.event_time_ms)),
-                 ("receive_time_ms", str(event.receive_time_ms)), ("rule", rule))))
         if t > state.newest_ms:
             state.newest_ms = t
+        duplicate = False
         if kind is _STATUS:
             self._status(conn, event, t, out)
         elif is_duplicate(conn, event, t):
-            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, None, True,
-                                tuple(out.observations), t)
+            duplicate = True
         else:
             self._take(state, conn, event, position, t, out)
+        if rule is not None:
+            out.observations.insert(0, Observation(
+                CLOCK_SKEW, event.connector_id, t, _session_of(conn, event.connector_id, out),
+                (("event_time_ms", str(event.event_time_ms)),
+                 ("receive_time_ms", str(event.receive_time_ms)), ("rule", rule))))
+        if duplicate:
+            return StitchResult(state, _NO_KEYS, _NO_SESSIONS, None, True,
+                                tuple(out.observations), t)
         return StitchResult(
             state, tuple(dict.fromkeys(c for c in out.updates
                                        if state.connectors[c].session is not None)),
@@ -392,3 +395,14 @@ def continue_log(stitcher: SessionStitcher, states: dict[str, StationState],
             if running is not None:
                 open_sessions[running.session_id] = running
     return StitchOutcome(tuple(completed), open_sessions, tuple(rejected), duplicates, states)
+
+
+def _session_of(conn: ConnectorState, connector_id: int, out: _Out) -> str | None:
+    """The session an event just applied went to: the connector's open one, else the one it
+    closed (a stop); None when neither (a status on an idle connector)."""
+    if conn.session is not None:
+        return conn.session.session_id
+    for session in reversed(out.completed):
+        if session.connector_id == connector_id:
+            return session.session_id
+    return None

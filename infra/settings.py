@@ -129,6 +129,18 @@ class TariffSettings(BaseModel):
     per_minute: Decimal = Field(Decimal("0.02"), ge=0)
 
 
+class OcpiSettings(BaseModel):
+    """Who this CPO is in OCPI roaming: on every CDR and tariff `chargewatch cdr` prints."""
+
+    model_config = _FROZEN
+    country_code: str | None = Field(
+        None, pattern=r"^[A-Z]{2}$",
+        description="ISO 3166-1 alpha-2 country code of the CPO (OCPI `country_code`).")
+    party_id: str | None = Field(
+        None, pattern=r"^[A-Z0-9]{3}$",
+        description="The CPO's party id (ISO 15118, 3 characters; OCPI `party_id`).")
+
+
 class ProcessorSettings(BaseModel):
     model_config = _FROZEN
     id_template: str = Field("EV-{num:09d}", description="Session ID template (docs/settings.md).")
@@ -260,6 +272,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     publisher: PublisherSettings = PublisherSettings()
     health: HealthSettings = HealthSettings()
+    ocpi: OcpiSettings = OcpiSettings()
     log_level: str = Field("WARNING", description="Python log level of our loggers.")
     log_format: Literal["text", "json"] = Field(
         "text", description="text for people, json for log pipelines (one object per line).")

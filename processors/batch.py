@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from charging.anomalies import AnomalyDetector
-from charging.rules import Observation
+from charging.rules import MISSING_STOP, Observation
 from charging.state import StationState
 from charging.status import StatusHistory
 from charging.stitcher import SessionStitcher
@@ -132,12 +132,9 @@ class BatchProcessor:
                     out.statuses.append(status)
                 for connector_id in result.updates:
                     touched[(station, connector_id)] = None
-                out.completed.extend(result.completed)
-                for observation in result.observations:
-                    found = self._detector.from_observation(station, observation)
-                    if found is not None:
-                        out.anomalies.append(found)
+                self._episodes(out, result.state, result.observations, result.completed)
         self._detect_on_completed(out)
+        self._close_quiet(out, (states[station] for station in partitions))
         self._finish(out, states, partitions, touched)
         return out
 
@@ -221,7 +218,10 @@ class BatchProcessor:
             clock = clocks[state.last_partition]
             self._report_stuck(out, station, self._stitcher.stuck(state, clock, now_wall_ms,
                                                                   heard))
-            out.completed.extend(self._stitcher.expire(state, clock, now_wall_ms, heard))
+            closed = self._stitcher.expire(state, clock, now_wall_ms, heard)
+            self._episodes(out, state, (), closed)
+            out.anomalies.extend(self._detector.close_quiet(
+                state.episodes, station, clock, now_wall_ms - heard))
             still_open.update(s.session_id for s in state.open_sessions().values())
             changed = state.to_bytes()
             if changed != blob and state.last_partition >= 0:
@@ -246,12 +246,37 @@ class BatchProcessor:
             if found is not None:
                 out.anomalies.append(found)
 
+    def _close_quiet(self, out: BatchOutput, states: Iterable[StationState | None]) -> None:
+        """Close the episodes of the batch's stations that went quiet in event time."""
+        for state in states:
+            if state is not None and state.episodes:
+                out.anomalies.extend(self._detector.close_quiet(
+                    state.episodes, state.station_id, state.newest_ms))
+
+    def _episodes(self, out: BatchOutput, state: StationState,
+                  observations: Iterable[Observation],
+                  completed: Iterable[ChargingSession]) -> None:
+        """Count the observations into the station's anomaly episodes, close those of the
+        sessions that closed (charging/episodes.py), and keep the completed sessions."""
+        station = state.station_id
+        for observation in observations:
+            found = self._detector.observe(state.episodes, station, observation)
+            if found is not None:
+                out.anomalies.append(found)
+        for session in completed:
+            out.completed.append(session)
+            out.anomalies.extend(self._detector.close_session(state.episodes, session))
+
     def dead_letter_spike(self, count: int, window_ms: int, now_ms: int) -> Anomaly | None:
         return self._detector.dead_letter_spike(count, window_ms, now_ms)
 
     def _detect_on_completed(self, out: BatchOutput) -> None:
         for session in out.completed:
             out.anomalies.extend(self._detector.from_completed(session))
+            if session.session_id in self._stuck_reported:
+                self._stuck_reported.discard(session.session_id)
+                if MISSING_STOP not in session.flags:
+                    out.anomalies.append(self._detector.stuck_resumed(session))
 
     def _dead_letter(self, out: BatchOutput, message: RawMessage, reason: str) -> None:
         out.counts.dead_lettered += 1

@@ -432,11 +432,19 @@ class Simulation:
 
     def registry(self) -> dict[str, object]:
         """The fleet as a station registry document (charging/stations.py): rated power
-        per connector, and model and firmware when faults give stations a profile."""
+        and OCPI type per connector, a made-up address on a grid around Bonn (what an OCPI
+        CDR needs), and model and firmware when faults give stations a profile."""
         stations: dict[str, object] = {}
         for station in self.stations:
+            row, column = divmod(station.index, 20)
             entry: dict[str, object] = {
-                "connectors": {c.connector_id: c.rated_w for c in station.connectors}}
+                "address": f"Simulated Street {station.index + 1}", "city": "Bonn",
+                "country": "DEU", "coordinates": {"latitude": 50.70 + row * 0.002,
+                                                  "longitude": 7.05 + column * 0.003},
+                "connectors": {c.connector_id: {
+                    "power_w": c.rated_w, "power_type": "DC" if c.dc else "AC_3_PHASE",
+                    "standard": "IEC_62196_T2_COMBO" if c.dc else "IEC_62196_T2",
+                    "format": "CABLE" if c.dc else "SOCKET"} for c in station.connectors}}
             if self.config.faults is not None:
                 profile = station_profile(self.config.seed, station.station_id,
                                           self.config.faults)

@@ -182,6 +182,13 @@ class Anomaly:
     detected_ms: int
     message: str
     evidence: dict[str, str] = field(default_factory=dict)
+    status: str = "single"
+    """Episode state: open, update, closed; single for a finding complete in itself
+    (charging/episodes.py)."""
+    occurrences: int = 1
+    first_ms: int | None = None
+    """Time of the episode's first occurrence (None: a single finding, `detected_ms`)."""
+    last_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

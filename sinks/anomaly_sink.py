@@ -14,7 +14,8 @@ from sinks.table_sink import (
 
 ANOMALY_COLUMNS = [
     "anomaly_id", "kind", "severity", "station_id", "connector_id", "session_id", "detected_at",
-    "message", "evidence", "_partition", "_offset",
+    "message", "evidence", "status", "occurrences", "last_at", "updated_at", "_partition",
+    "_offset",
 ]
 
 
@@ -22,7 +23,8 @@ def anomaly_row(anomaly: Anomaly, partition: int, offset: int) -> tuple:
     """The anomalies row of one anomaly read at (partition, offset) of its topic."""
     a = anomaly
     return (a.anomaly_id, a.kind, str(a.severity), a.station_id, a.connector_id, a.session_id,
-            a.detected_ms, a.message, dict(a.evidence), partition, offset)
+            a.first_ms if a.first_ms is not None else a.detected_ms, a.message, dict(a.evidence),
+            a.status, a.occurrences, a.last_ms, a.detected_ms, partition, offset)
 
 
 class AnomalySink(TableSink):

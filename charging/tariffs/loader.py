@@ -1,7 +1,8 @@
 """Reading a tariff file (YAML or JSON) into a validated `TariffBook`.
 
 Tariff objects follow OCPI 2.2.1 field names, so an OCPI Tariff can be pasted in (its
-descriptive fields such as `party_id` or `tariff_alt_text` are accepted and ignored).
+descriptive fields such as `party_id` or `tariff_alt_text` are accepted and ignored;
+`last_updated` is kept for CDRs, the file's modification time where a tariff lacks it).
 Every error names the file, the tariff or assignment, and the field::
 
     tariffs/example.yaml: tariff 'NIGHT': elements[1].restrictions.start_time: '25:00' is
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -38,9 +40,9 @@ _TIME = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 _DATE = re.compile(r"^[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _OCPI_DESCRIPTIVE = {"country_code", "party_id", "type", "tariff_alt_text", "tariff_alt_url",
-                     "energy_mix", "last_updated", "tax_included"}
+                     "energy_mix", "tax_included"}
 _TARIFF_KEYS = {"id", "currency", "elements", "min_price", "max_price", "start_date_time",
-                "end_date_time"} | _OCPI_DESCRIPTIVE
+                "end_date_time", "last_updated"} | _OCPI_DESCRIPTIVE
 _BOOK_KEYS = {"time_zone", "station_time_zones", "id_tag_groups", "tariffs", "assignments"}
 _ASSIGNMENT_KEYS = {"tariff", "stations", "connectors", "id_tag_group", "valid_from",
                     "valid_until"}
@@ -72,7 +74,11 @@ def load_tariff_book(path: Path | str) -> TariffBook:
     except (ValueError, yaml.YAMLError) as exc:
         raise TariffFileError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}:"
                               f" {str(exc).splitlines()[0]}") from None
-    return parse_tariff_book(doc, str(path))
+    book = parse_tariff_book(doc, str(path))
+    changed = int(path.stat().st_mtime * 1000)  # last_updated of tariffs that do not say
+    return replace(book, tariffs={
+        tid: t if t.last_updated_ms is not None else replace(t, last_updated_ms=changed)
+        for tid, t in book.tariffs.items()})
 
 
 def parse_tariff_book(doc: Any, source: str = "<tariffs>") -> TariffBook:
@@ -132,7 +138,8 @@ def _tariff(raw: Any, source: str, index: int) -> Tariff:
     end = _instant(raw.get("end_date_time"), where, "end_date_time")
     if start is not None and end is not None and end <= start:
         raise where.fail("end_date_time", "must be after start_date_time")
-    return Tariff(str(tariff_id), currency, elements, min_price, max_price, start, end)
+    return Tariff(str(tariff_id), currency, elements, min_price, max_price, start, end,
+                  _instant(raw.get("last_updated"), where, "last_updated"))
 
 
 def _element(raw: Any, where: _Where, field: str) -> TariffElement:

@@ -116,6 +116,9 @@ class Tariff:
     """OCPI start_date_time: valid from (UTC)."""
     end_ms: int | None = None
     """OCPI end_date_time: valid until (exclusive)."""
+    last_updated_ms: int | None = None
+    """OCPI last_updated: from the tariff file, else the file's modification time (None:
+    not from a file, e.g. the simple tariff)."""
 
     def valid_at(self, time_ms: int) -> bool:
         return ((self.start_ms is None or self.start_ms <= time_ms)

@@ -65,6 +65,33 @@ def _caused(client: Any, database: str, sessions: list[dict[str, Any]]
     return out
 
 
+def _episodes(client: Any, database: str) -> list[tuple[Any, ...]]:
+    """Per (kind, station, connector, session) of the caused kinds: distinct anomaly IDs,
+    latest status and count, records stored; once no episode is left open (waits briefly:
+    an episode closes with its session, in the same batch, and lands just after it)."""
+    deadline = time.monotonic() + 15
+    while True:
+        rows = client.query(
+            f"SELECT kind, station_id, connector_id, session_id, uniqExact(anomaly_id), "
+            f"argMax(status, _offset), argMax(occurrences, _offset), count() "
+            f"FROM {database}.anomalies WHERE kind IN %(kinds)s AND session_id IS NOT NULL "
+            f"GROUP BY kind, station_id, connector_id, session_id",
+            parameters={"kinds": sorted(CAUSED_KINDS - {"stuck_session"})}).result_rows
+        if all(r[5] == "closed" for r in rows) or time.monotonic() > deadline:
+            return [tuple(r) for r in rows]
+        time.sleep(0.5)
+
+
+def _one_episode_each(rows: list[tuple[Any, ...]]) -> None:
+    """Issue 15 §5: one anomaly ID (an episode) each, in its latest state closed, as every
+    session is; repeats are counted in it, not published one by one."""
+    assert rows
+    assert not [r for r in rows if r[4] != 1], [r for r in rows if r[4] != 1][:5]
+    assert not [r for r in rows if r[5] != "closed"], [r for r in rows if r[5] != "closed"][:5]
+    assert max(r[6] for r in rows) > 1  # some episode counted more than one occurrence
+    assert sum(r[7] for r in rows) < sum(r[6] for r in rows)  # fewer records than events
+
+
 def _cdrs_match_sessions(client: Any, database: str, sessions: list[dict[str, Any]]
                          ) -> dict[str, tuple[Decimal, int, int]]:
     """Every session's CDRs (credits included) sum to its latest cost; version v was billed
@@ -154,5 +181,7 @@ def test_chaos_pipeline_matches_chaos_truth(broker: EmbeddedBroker, chdb_url: st
                 and time.monotonic() < deadline:
             stack.check_alive()
             time.sleep(0.5)
+        episodes = _episodes(stack.client, database)
     assert anomalies == expected_anomalies, (sorted(anomalies - expected_anomalies, key=str),
                                              sorted(expected_anomalies - anomalies, key=str))
+    _one_episode_each(episodes)

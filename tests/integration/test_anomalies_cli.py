@@ -60,3 +60,33 @@ def test_filters_by_severity_and_station_and_prints_json(broker: EmbeddedBroker,
     text = shown.stdout.splitlines()
     assert len(text) == 2 and all("CS-1/1" in line for line in text)
     assert sorted(line.split()[1] for line in text) == ["CRITICAL", "INFO"]
+
+
+def test_lines_come_in_time_order_across_partitions(broker: EmbeddedBroker,
+                                                    namespace: str) -> None:
+    """Issue 15 §5: partitions are read side by side; the lines are merged by time, and an
+    episode's states (open, update, closed) each show as one line naming the state."""
+    topics = Topics(namespace)
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, 3)
+    codec = Codec()
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    times = {f"CS-{n}": [n * 7 % 11 + 11 * k for k in range(4)] for n in range(6)}
+    for station, offsets in times.items():  # each station (key) in order, stations apart
+        for k, offset in enumerate(offsets):
+            a = _anomaly("clock_skew", Severity.INFO, station, offset * 60_000)
+            status = ("open", "update", "update", "closed")[k]
+            producer.produce(topics.anomalies, key=station.encode(), value=codec.encode_anomaly(
+                Anomaly(**{**{f: getattr(a, f) for f in Anomaly.__slots__},
+                           "anomaly_id": f"clock_skew:{station}:1:-:{T0}", "status": status,
+                           "occurrences": k + 1, "first_ms": T0, "last_ms": a.detected_ms}),
+                topics.anomalies))
+    assert producer.flush(30) == 0
+
+    result = _run(broker, namespace, "--from-beginning", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 24
+    assert [d["detected_ms"] for d in lines] == sorted(d["detected_ms"] for d in lines)
+    assert {d["status"] for d in lines} == {"open", "update", "closed"}
+    text = _run(broker, namespace, "--from-beginning", "--station", "CS-3").stdout.splitlines()
+    assert [line.split()[3] for line in text] == ["open", "update", "update", "closed"]

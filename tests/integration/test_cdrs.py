@@ -136,8 +136,27 @@ def test_cdr_command_through_the_sink_worker_and_from_chdb(
         assert docs[2]["total_parking_cost"] == {"excl_vat": Decimal("0.80"),
                                                  "incl_vat": Decimal("1.00")}
         assert docs[0]["tariffs"] == [{"id": "DAY", "currency": "EUR"}]
+        lacking = found.stderr.strip().splitlines()  # one line per CDR, naming the fields
+        assert [line.split(":")[0] for line in lacking] == [f"CDR {d['id']}" for d in docs]
+        assert all("country_code" in line and "cdr_location.address" in line
+                   and "CHARGEWATCH_OCPI__COUNTRY_CODE" in line and "no stations file" in line
+                   for line in lacking), lacking
         missing = run_cli("cdr", "EV-404", env=env)
         assert missing.returncode == 1 and "no CDRs for session 'EV-404'" in missing.stderr
     table = run_cli("cdr", "EV-7", env=env)  # nobody holds the folder now: read it directly
     assert table.returncode == 0, table.stderr
     assert "EV-7-v1-credit" in table.stdout and "net 12.50 EUR" in table.stdout
+
+    stations = tmp_path / "stations.yaml"  # ST-1 left out: the CLI says so, prints the rest
+    stations.write_text("stations:\n  OTHER:\n    connectors: {1: 11000}\n")
+    coded = run_cli("cdr", "EV-7", "--json", env={
+        **env, "CHARGEWATCH_OCPI__COUNTRY_CODE": "DE", "CHARGEWATCH_OCPI__PARTY_ID": "CWT",
+        "CHARGEWATCH_PROCESSOR__STATIONS_FILE": str(stations)})
+    assert coded.returncode == 0, coded.stderr
+    docs = json.loads(coded.stdout, parse_float=Decimal)
+    assert {(d["country_code"], d["party_id"], d["cdr_location"]["evse_id"]) for d in docs} \
+        == {("DE", "CWT", "DE*CWT*EST1*2")}
+    lacking = coded.stderr.strip().splitlines()
+    assert len(lacking) == 3 and all(
+        f"station ST-1 is not in the stations file {stations}" in line
+        and "country_code" not in line for line in lacking), lacking

@@ -219,7 +219,7 @@ def test_unreachable_registry_is_a_registry_error(registry: tuple[str, RegistryS
     data = Codec(registry_url=url).encode_anomaly(ANOMALY, "anomalies")
     # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
     down = Codec(registry_url="http://127.0.0.1:9", registry_conf={"max.retries": 0})
-    with pytest.raises(RegistryError, match="cannot register Anomaly v1 under subject 'anom"):
+    with pytest.raises(RegistryError, match="cannot register Anomaly v2 under subject 'anom"):
         down.encode_anomaly(ANOMALY, "anomalies")
     with pytest.raises(RegistryError, match="cannot fetch schema id 1: ConnectError"):
         down.decode_anomaly(data)

@@ -137,3 +137,37 @@ def test_a_corrupt_update_is_dead_lettered_and_the_rest_of_its_batch_lands(
                            "ORDER BY source_offset").result_rows
     assert [offset for offset, _ in letters] == [1, 3]
     assert "corrupt or truncated ChargingSession" in letters[0][1]
+
+
+def test_an_episode_is_one_row_in_its_latest_state(broker: EmbeddedBroker, namespace: str,
+                                                   client: Client, database: str) -> None:
+    """Issue 15 §5: an episode's records (open, update, closed; one anomaly ID) are one row
+    under FINAL, in its latest state, also when it runs across a month's end (the table is
+    partitioned by month: the row keeps the month it was first seen in)."""
+    topics = Topics(namespace)
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, partitions=1)
+    codec = Codec()
+    month_end = 1_798_761_600_000 - 30 * 60_000  # 2026-12-31T23:30Z, a fixed instant
+    common = {"anomaly_id": f"clock_skew:CS-1:1:EV-1:{month_end}", "kind": "clock_skew",
+              "severity": Severity.INFO, "station_id": "CS-1", "connector_id": 1,
+              "session_id": "EV-1", "first_ms": month_end, "message": "CS-1/1: skew"}
+    states = [("open", 1, month_end, month_end), ("update", 61, month_end + 3_600_000,
+                                                   month_end + 3_600_000),
+              ("closed", 90, month_end + 5_400_000, month_end + 5_400_000)]
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for status, count, last, at in states:
+        producer.produce(topics.anomalies, key=b"CS-1", value=codec.encode_anomaly(
+            Anomaly(**common, status=status, occurrences=count, last_ms=last,
+                    detected_ms=at), topics.anomalies))
+        assert producer.flush(30) == 0
+        run_until_idle(SinkRunner({"bootstrap.servers": broker.bootstrap_servers,
+                                   "group.id": f"{namespace}-sink"},
+                                  topics.sessions_completed, topics.dead_letters, client,
+                                  database, codec, batch_ms=200,
+                                  anomalies_topic=topics.anomalies))
+    stored = client.query(
+        "SELECT status, occurrences, toUnixTimestamp64Milli(detected_at), "
+        "toUnixTimestamp64Milli(last_at), toUnixTimestamp64Milli(updated_at) "
+        f"FROM {database}.anomalies FINAL").result_rows
+    assert [tuple(r) for r in stored] == [
+        ("closed", 90, month_end, month_end + 5_400_000, month_end + 5_400_000)]

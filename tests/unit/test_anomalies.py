@@ -147,7 +147,7 @@ def test_faulted_message_names_the_error_code() -> None:
                       (("status", "Faulted"), ("error_code", "GroundFailure")))
     found = AnomalyDetector().from_observation("CS-1", obs)
     assert found is not None and found.session_id is None
-    assert found.message == "CS-1/1: connector faulted: GroundFailure (status=Faulted)"
+    assert found.message == "CS-1/1: connector faulted: GroundFailure (status Faulted)"
 
 
 def test_unknown_observation_kind_is_ignored() -> None:

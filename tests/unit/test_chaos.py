@@ -85,18 +85,23 @@ def latest(closed: list[ChargingSession]) -> list[ChargingSession]:
 
 def detected(messages: list[tuple[str, list[MeterEvent]]]
              ) -> tuple[list[ChargingSession], list[Anomaly]]:
-    """Latest sessions and every anomaly, as the agent's batch would detect them."""
+    """Latest sessions and every anomaly record, as the agent's batch would publish them:
+    observations counted into the station's episodes, closed with their sessions."""
     stitcher, detector = SessionStitcher(CONFIG), AnomalyDetector()
     states: dict[str, StationState] = {}
     closed: list[ChargingSession] = []
     found: list[Anomaly] = []
     for event, position in positioned(messages):
         result = stitcher.apply(states.get(event.station_id), event, position)
-        states[event.station_id] = result.state
-        closed += result.completed
-        found += filter(None, (detector.from_observation(event.station_id, o)
+        state = states[event.station_id] = result.state
+        found += filter(None, (detector.observe(state.episodes, event.station_id, o)
                                for o in result.observations))
-    closed += expire_all(stitcher, states)
+        for session in result.completed:
+            found += detector.close_session(state.episodes, session)
+        closed += result.completed
+    for session in expire_all(stitcher, states):
+        found += detector.close_session(states[session.station_id].episodes, session)
+        closed.append(session)
     for session in closed:
         found += detector.from_completed(session)
     return latest(closed), found
@@ -204,3 +209,26 @@ def test_detector_finds_exactly_the_anomalies_the_cases_cause(config: ChaosConfi
     assert kinds == ({"energy_backwards", "clock_skew", "late_event", "transaction_id_reused",
                       "implausible_reading"}
                      if config is CHAOS else {"stuck_session", "energy_backwards", "clock_skew"})
+
+
+def test_one_condition_is_one_episode_opened_then_closed() -> None:
+    """Issue 15 §5: per (kind, station, connector, session) one anomaly ID, whose records
+    open it, may update it, and close it once the session has closed; none is left open.
+    Repeats are counted (some episode has more than one occurrence), not published."""
+    chaos = ChaosSimulation(FLEET, CHAOS)
+    _, anomalies = detected(list(chaos.messages()))
+    records: dict[tuple[str, str, int | None, str], list[Anomaly]] = {}
+    for a in anomalies:
+        if a.session_id is not None and a.kind in CAUSED_KINDS - {"stuck_session"}:
+            records.setdefault((a.kind, a.station_id, a.connector_id, a.session_id),
+                               []).append(a)
+    assert records
+    ids = {key: {a.anomaly_id for a in found} for key, found in records.items()}
+    assert all(len(one) == 1 for one in ids.values()), \
+        [key for key, one in ids.items() if len(one) > 1][:5]
+    wrong = [(key, [a.status for a in found]) for key, found in records.items()
+             if found[0].status != "open" or found[-1].status != "closed"
+             or any(a.status not in ("open", "update", "closed") for a in found)]
+    assert not wrong, wrong[:5]
+    assert max(found[-1].occurrences for found in records.values()) > 1
+    assert len(anomalies) < sum(found[-1].occurrences for found in records.values())

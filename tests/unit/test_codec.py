@@ -352,7 +352,7 @@ VALID_BATCH = CODEC.encode_meter_events([event(), event(event_id="ev-2")])
         (b"\x4f\x62\x6a\x01", "unknown wire format: leading bytes 0x4f62"),
         (b"\xc3\x01\x01\x02", "truncated single-object header"),
         (b"\xc3\x01" + b"\x11" * 8 + VALID[10:], "unknown schema fingerprint 0x1111111111111111"),
-        (b"\xc3\x01" + b"\x11" * 8, "known: Anomaly v1; ChargingSession v1, v2;"),
+        (b"\xc3\x01" + b"\x11" * 8, "known: Anomaly v1, v2; ChargingSession v1, v2;"),
         (VALID[:-3], "corrupt or truncated MeterEvent v2 body"),
         (VALID_BATCH[:40], "corrupt or truncated MeterEventBatch v2 body"),
         (VALID + b"\x00\x01", "2 trailing bytes after the MeterEvent v2 record"),
