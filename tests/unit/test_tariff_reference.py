@@ -74,6 +74,15 @@ FOUND = {
                el(ENERGY("0.25"), TIME("0.25"), PARKING("0.25")), zone="Europe/Berlin"),
         {"station": "CS-1", "start": 1_748_736_000_000, "end": 1_748_736_180_000,
          "readings": [(1_748_736_060_000, D(0), None), (1_748_736_120_000, D(100), None)]}),
+    # A max_price without incl_vat cut a 9.75 session to 5.50 excl., all of it left on the
+    # 7 % energy line: 5.885 incl., a half cent, which OCPI's exact arithmetic rounds up. The
+    # engine subtracted 28-digit line amounts (0.25/h over 1000 s steps) and got 5.88.
+    "max-price-cut-to-a-half-cent": (
+        doc_of(el(TIME("0.25", 5.5, 1000), ENERGY("2.00", 7), PARKING("0.25", 5.5)),
+               el(ENERGY("0.25", 5.5), FLAT("0.25", 5.5)), zone="Europe/Berlin",
+               max_price={"excl_vat": "5.50"}),
+        {"station": "CS-1", "start": 1_748_736_000_000, "end": 1_748_750_040_000,
+         "readings": [(1_748_750_040_000, D("4355"), None)]}),
 }
 """Differences the comparison found, each fixed where it was wrong (docs/tariffs.md)."""
 
