@@ -41,10 +41,11 @@ def test_every_session_of_the_chaos_workload_agrees_with_its_readings() -> None:
 @settings(max_examples=30, deadline=None)
 @given(fleet_seed=st.integers(0, 10**6), chaos_seed=st.integers(0, 10**6),
        weights=st.lists(st.integers(0, 4), min_size=len(CASES), max_size=len(CASES)),
-       touched=st.floats(0.0, 1.0))
+       touched=st.floats(0.0, 0.99))
 def test_chaos_sessions_agree_with_their_readings(fleet_seed: int, chaos_seed: int,
                                                   weights: list[int], touched: float) -> None:
     total = sum(weights) or 1
+    # at most 0.99 touched: shares of 1.0 can sum above 1 in floats (weights 0,2,4,3,1)
     rates = [touched * w / total for w in weights]
     fleet = FleetConfig(seed=fleet_seed, stations=8, duration_s=12 * 3600)
     _check(ChaosSimulation(fleet, ChaosConfig(chaos_seed, *rates)))
