@@ -52,8 +52,7 @@ def _decode_or_reject(data: bytes) -> list[MeterEvent] | None:
 
 
 def _assert_valid(events: list[MeterEvent]) -> None:
-    assert 1 <= len(events) <= MAX_EVENTS_PER_MESSAGE
-    assert len({e.station_id for e in events}) == 1
+    assert 1 <= len(events) <= MAX_EVENTS_PER_MESSAGE  # of one or several stations (a window)
     for e in events:
         assert isinstance(e.kind, EventKind)
         assert 0 <= e.connector_id <= MAX_CONNECTOR_ID
