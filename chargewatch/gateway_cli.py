@@ -97,7 +97,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     publisher = EventPublisher(
         {**kafka_conf, **GATEWAY_PRODUCER_CONF}, topics.meter_events,
         lambda events: codec.encode_meter_events(events, topics.meter_events),
-        publish_window(settings))
+        publish_window(settings, timed=True))
     publisher.partitions()
     delivery = KafkaDelivery(publisher, topics.dead_letters,
                              lambda letter: codec.encode_dead_letter(letter, topics.dead_letters))

@@ -91,16 +91,20 @@ def meter_publisher(settings: Settings, bootstrap: str,
     publisher = EventPublisher(client_config(settings.kafka, bootstrap), topics.meter_events,
                                lambda events: codec.encode_meter_events(
                                    events, topics.meter_events),
-                               publish_window(settings))
+                               publish_window(settings, timed=False))
     return publisher, codec, topics
 
 
-def publish_window(settings: Settings) -> PartitionWindow | None:
-    """The per-partition window of the settings (None: `window_ms` 0, one message per call)."""
+def publish_window(settings: Settings, *, timed: bool) -> PartitionWindow | None:
+    """The per-partition window of the settings (None: `window_ms` 0, one message per call).
+
+    Only a live source (`timed`: the gateway) cuts windows by time; simulate and replay cut
+    them by size, so the same file always gives the same messages (producers/partitioning.py).
+    """
     window = settings.publisher
     if not window.window_ms:
         return None
-    return PartitionWindow(window.window_ms / 1000, window.window_max_events)
+    return PartitionWindow(window.window_ms / 1000 if timed else None, window.window_max_events)
 
 
 def simulate_to(settings: Settings, bootstrap: str | None, truth_path: Path,

@@ -243,9 +243,10 @@ class PublisherSettings(BaseModel):
 
     model_config = _FROZEN
     window_ms: int = Field(
-        20, ge=0, le=1000, description="Events bound for one partition within this many ms go "
-        "out as one message (chargers still get their answer only after Kafka has their "
-        "events); 0 = one message per charger message.")
+        20, ge=0, le=1000, description="The gateway sends the events bound for one partition "
+        "within this many ms as one message (chargers still get their answer only after Kafka "
+        "has their events); replay and simulate cut by window_max_events only, so a file "
+        "published twice gives the same messages; 0 = one message per publish call.")
     window_max_events: int = Field(
         500, ge=1, le=MAX_EVENTS_PER_MESSAGE,
         description="A partition's window is cut at this many events.")

@@ -9,6 +9,7 @@ or gathered with its neighbours, and whichever client wrote it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,10 +76,13 @@ class PartitionWindow:
     events leave in the order they came, so a station's order is kept (a station has one
     partition)."""
 
-    def __init__(self, window_s: float, max_events: int,
+    def __init__(self, window_s: float | None, max_events: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if window_s <= 0 or max_events < 1:
-            raise ValueError("a window needs window_s > 0 and max_events >= 1")
+        """`window_s` None cuts by size only (and at a flush): the same calls then always make
+        the same messages, so a file published twice gives the same log, and the same session
+        IDs (their numbers come from offsets). A live source (the gateway) needs the timer."""
+        if (window_s is not None and window_s <= 0) or max_events < 1:
+            raise ValueError("a window needs window_s > 0 (or None) and max_events >= 1")
         self.window_s = window_s
         self.max_events = max_events
         self._clock = clock
@@ -110,6 +114,8 @@ class PartitionWindow:
 
     def due(self) -> list[Gathered]:
         """What has waited its window out."""
+        if self.window_s is None:
+            return []
         deadline = self._clock() - self.window_s
         ready = [g for g in self._open.values() if g.opened_s <= deadline]
         for gathered in ready:
@@ -123,6 +129,8 @@ class PartitionWindow:
 
     def wait_s(self) -> float:
         """How long until the next window is due (a whole window when none is open)."""
+        if self.window_s is None:
+            return math.inf
         if not self._open:
             return self.window_s
         oldest = min(g.opened_s for g in self._open.values())

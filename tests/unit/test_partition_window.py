@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,24 @@ def test_at_low_volume_a_window_holds_one_event() -> None:
         clock.now += 0.5  # one charger message every half second
         sizes += [len(cut.events) for cut in window.due()]
     assert sizes == [1] * 10
+
+
+def test_a_window_without_a_timer_is_cut_by_size_alone_whatever_the_clock() -> None:
+    """simulate and replay: the same calls make the same messages however long they take."""
+    def cuts(pause_s: float) -> list[list[str]]:
+        clock = Clock()
+        window = PartitionWindow(None, 4, clock)
+        out = []
+        for n in range(10):
+            out += window.add(n % 2, [event(f"S{n % 3}", n)], None)
+            clock.now += pause_s
+            out += window.due()
+        assert window.wait_s() == math.inf
+        out += window.drain()
+        return [[e.event_id for e in cut.events] for cut in out]
+
+    assert cuts(0.0) == cuts(5.0) == [["S0-0", "S2-2", "S1-4", "S0-6"],
+                                      ["S1-1", "S0-3", "S2-5", "S1-7"], ["S2-8"], ["S0-9"]]
 
 
 def test_the_settings_page_documents_the_window() -> None:
