@@ -29,7 +29,7 @@ from chargewatch.bench import (
     _sink_process,
     _UpdateReader,
     publish,
-    stage,
+    stage_data,
 )
 from chargewatch.embedded import EmbeddedBroker, free_port
 from chargewatch.publishing import fleet_config
@@ -126,15 +126,23 @@ def _settings(base: Settings, namespace: str, run_dir: Path) -> Settings:
         processor={"data_dir": str(run_dir / namespace), "web_port": free_port()})
 
 
-def _processor_rate(settings: Settings, run_dir: Path, fill: Any) -> tuple[float, int]:
-    """The processor's events/s on a topic `fill(kafka_conf, topic)` filled; and its
-    messages."""
+class Processed(NamedTuple):
+    rate: float
+    """Events/s."""
+    messages: int
+    cpu_us: float
+    """CPU of the worker and its stitching processes per event (µs): what a shared
+    machine's other load moves much less than the rate."""
+
+
+def _processor_rate(settings: Settings, run_dir: Path, fill: Any) -> Processed:
+    """The processor on a topic `fill(kafka_conf, topic)` filled."""
     kafka_conf = client_config(settings.kafka, settings.kafka.bootstrap_servers or "")
     topics = Topics(settings.kafka.namespace)
     ensure_topics(kafka_conf, topics, PARTITIONS)
     load_events, messages = fill(kafka_conf, topics.meter_events)
-    n, secs = stage("processor", settings, run_dir, load_events)
-    return n / secs, messages
+    data = stage_data("processor", settings, run_dir, load_events)
+    return Processed(data["count"] / data["seconds"], messages, data["cpu_us_per_event"])
 
 
 def _end_to_end(settings: Settings, run_dir: Path, load: Workload,
@@ -182,22 +190,24 @@ def gateway_rows(base: Settings, run_dir: Path, events: int,
         publish(conf, topic, batched)
         return batched.events, len(batched.messages)
 
-    base20, _ = _processor_rate(_settings(base, f"gw20x{tag}", run_dir), run_dir, fill_batched)
+    base20 = _processor_rate(_settings(base, f"gw20x{tag}", run_dir), run_dir, fill_batched)
     rows: list[tuple[str, ...]] = [
-        ("gateway", "processor at 20 events/message (baseline)", f"{base20:,.0f} ev/s", "1.00")]
+        ("gateway", "processor at 20 events/message (baseline)", f"{base20.rate:,.0f} ev/s",
+         f"1.00; worker CPU {base20.cpu_us:.1f} µs/event")]
     shape = f"{len(load.messages):,} readings of {CHARGERS:,} chargers"
     half_off = 0.0
     for name, win in (("window off", None), (f"window {window.window_s * 1000:.0f} ms", window)):
         key = f"gw{'off' if win is None else 'on'}x{tag}"
-        rate, messages = _processor_rate(
+        run = _processor_rate(
             _settings(base, key, run_dir), run_dir,
             lambda conf, topic, w=win: (load.events,
                                         offer(conf, topic, load, offered, w).messages))
         e2e = _end_to_end(_settings(base, key + "e", run_dir), run_dir / f"{key}e", load, win)
         rows += [
             ("gateway", f"{name}: processor, {offered:,.0f} ev/s offered",
-             f"{rate:,.0f} ev/s", f"{rate / base20:.3f} of 20/msg; "
-             f"{load.events / messages:,.1f} ev/msg ({shape})"),
+             f"{run.rate:,.0f} ev/s", f"{run.rate / base20.rate:.3f} of 20/msg; worker CPU "
+             f"{run.cpu_us:.1f} µs/event ({run.cpu_us / base20.cpu_us:.2f} of 20/msg); "
+             f"{load.events / run.messages:,.1f} ev/msg ({shape})"),
             ("gateway", f"{name}: end to end into ClickHouse", f"{e2e:,.0f} ev/s", ""),
             _latency_row(f"{name}: latency at half the end-to-end rate", _latency(
                 _settings(base, key + "l", run_dir), run_dir / f"{key}l", load, e2e / 2, win)),
