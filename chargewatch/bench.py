@@ -29,6 +29,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from chargewatch.embedded import EmbeddedBroker, free_port
+from chargewatch.proc_cpu import cpu_seconds
 from chargewatch.publishing import fleet_config
 from chargewatch.render import print_rows
 from chargewatch.stack import LocalStack
@@ -124,6 +125,12 @@ def plain_consume(kafka_conf: dict[str, Any], topic: str,
 
 
 def stage(name: str, settings: Settings, run_dir: Path, expected: int) -> tuple[int, float]:
+    data = stage_data(name, settings, run_dir, expected)
+    return int(data["count"]), float(data["seconds"])
+
+
+def stage_data(name: str, settings: Settings, run_dir: Path, expected: int) -> dict[str, Any]:
+    """What a bench stage printed: `count` and `seconds`, and the stage's own extras."""
     config = write_config(settings, run_dir / f"{name}-config.json")
     result = subprocess.run([sys.executable, "-m", "chargewatch.bench_stages", name,
                              str(config), str(expected)],
@@ -133,8 +140,8 @@ def stage(name: str, settings: Settings, run_dir: Path, expected: int) -> tuple[
     if not lines:
         raise RuntimeError(f"bench stage {name} failed (exit {result.returncode}): "
                            f"{(result.stdout + result.stderr)[-2000:]}")
-    data = json.loads(lines[-1])
-    return int(data["count"]), float(data["seconds"])
+    data: dict[str, Any] = json.loads(lines[-1])
+    return data
 
 
 def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
@@ -157,12 +164,6 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
         time.sleep(3)
         reader.stop()
     return reader.latencies, lookups, sink_cores
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used, from /proc/<pid>/stat (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _UpdateReader(threading.Thread):

@@ -2,7 +2,9 @@
 
 `python -m chargewatch.bench_stages bare|processor CONFIG EXPECTED` consumes the bench topic
 and prints one JSON line: how many it read and over how many seconds, timed from the first
-message (or batch) to the last, so worker start-up and group joins are not counted.
+message (or batch) to the last, so worker start-up and group joins are not counted. The
+processor stage also prints `cpu_us_per_event`: the CPU of the worker and its stitching
+processes per event, over the batches after the first (it is taken when the first ends).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import faust
 from faust.types import TP
 from faust.worker import Worker
 
+from chargewatch.proc_cpu import tree_cpu_seconds
 from infra.kafka_config import faust_credentials
 from infra.settings import load_settings
 from infra.topics import Topics
@@ -25,8 +28,8 @@ from processors.app import create_app
 from processors.batch import BatchCounts
 
 
-def _finish(count: int, first: float, last: float) -> None:
-    print(json.dumps({"count": count, "seconds": last - first}), flush=True)
+def _finish(count: int, first: float, last: float, **extras: float) -> None:
+    print(json.dumps({"count": count, "seconds": last - first, **extras}), flush=True)
     os._exit(0)  # a Faust worker has no cheap clean stop; the result is already printed
 
 
@@ -69,16 +72,20 @@ def processor(settings_path: Path, expected_events: int) -> None:
     scale` to add up (perf_counter is CLOCK_MONOTONIC on Linux: one clock for all processes).
     """
     settings = load_settings(settings_path)
-    seen = {"n": 0, "first": 0.0}
+    seen = {"n": 0, "first": 0.0, "cpu_from": 0.0, "n_from": 0}
 
     def on_batch(counts: BatchCounts, started: float) -> None:
         if seen["n"] == 0:
             seen["first"] = started
+            seen["cpu_from"], seen["n_from"] = tree_cpu_seconds(os.getpid()), counts.events_read
         seen["n"] += counts.events_read
         if expected_events == 0:
             print(json.dumps({"count": seen["n"], "at": time.perf_counter()}), flush=True)
         elif seen["n"] >= expected_events:
-            _finish(seen["n"], seen["first"], time.perf_counter())
+            after_first = seen["n"] - seen["n_from"]
+            cpu = tree_cpu_seconds(os.getpid()) - seen["cpu_from"]
+            _finish(int(seen["n"]), seen["first"], time.perf_counter(),
+                    cpu_us_per_event=cpu * 1e6 / after_first if after_first else float("nan"))
 
     app = create_app(settings, settings.kafka.bootstrap_servers or "", on_batch=on_batch)
     if expected_events == 0:

@@ -7,7 +7,10 @@ traffic is offered at a fixed rate through `EventPublisher`, as the gateway publ
 with the window off (a message per reading) and once with it on (a message per partition
 and window), and the processor's rate on what landed is compared with its own rate at 20
 events per message, measured in the same run. End to end into ClickHouse, each is published
-as fast as the publisher goes, and latency is taken at half that end-to-end rate.
+as fast as the publisher goes, and latency is taken at half that end-to-end rate, with the
+window on also at the window-off rate (what the window itself adds at the same load). The
+latency reader runs until the updates stop coming, so a pipeline that falls behind shows
+its whole tail instead of the part that arrived within a fixed wait.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from chargewatch.bench import (
     PARTITIONS,
@@ -25,7 +29,7 @@ from chargewatch.bench import (
     _sink_process,
     _UpdateReader,
     publish,
-    stage,
+    stage_data,
 )
 from chargewatch.embedded import EmbeddedBroker, free_port
 from chargewatch.publishing import fleet_config
@@ -33,6 +37,7 @@ from chargewatch.stack import LocalStack
 from infra.kafka_config import client_config
 from infra.settings import Settings, load_settings
 from infra.topics import Topics, ensure_topics
+from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF
 from producers.partitioning import PartitionWindow
 from producers.publisher import EventPublisher
 from producers.simulator import simulate
@@ -60,15 +65,24 @@ def gateway_workload(settings: Settings, events: int, per_message: int = 1) -> W
     return Workload(taken)
 
 
+class Offered(NamedTuple):
+    messages: int
+    """Kafka messages the events took."""
+    events: int
+    seconds: float
+    """From the first event offered to the last delivery acknowledged."""
+
+
 def offer(kafka_conf: dict[str, Any], topic: str, load: Workload, rate: float | None,
           window: PartitionWindow | None, seconds: float | None = None,
-          produced: dict[tuple[str, int], float] | None = None) -> tuple[int, float]:
+          produced: dict[tuple[str, int], float] | None = None) -> Offered:
     """Publish `load` through the publisher at `rate` events/s (None: as fast as it goes),
-    for at most `seconds`; returns the Kafka messages it took and the seconds it ran.
-    `produced` notes when each station's reading was handed to the publisher (the window's
-    wait counts in the latency)."""
+    for at most `seconds`. `produced` notes when each station's reading was handed to the
+    publisher (the window's wait counts in the latency). librdkafka lingers as long as in
+    the gateway (2 ms, not the batch publishers' 20 ms, which came on top of the window)."""
     codec = Codec()
-    publisher = EventPublisher(kafka_conf, topic,
+    publisher = EventPublisher({**kafka_conf, "linger.ms": GATEWAY_PRODUCER_CONF["linger.ms"]},
+                               topic,
                                lambda events: codec.encode_meter_events(events, topic), window)
     started = time.perf_counter()
     sent = 0
@@ -84,7 +98,23 @@ def offer(kafka_conf: dict[str, Any], topic: str, load: Workload, rate: float | 
             produced[(station, events[-1].event_time_ms)] = time.perf_counter()
         sent += len(events)
     stats = publisher.flush(120)
-    return stats.messages, time.perf_counter() - started
+    return Offered(stats.messages, sent, time.perf_counter() - started)
+
+
+def until_quiet(count: Callable[[], int], quiet_s: float, at_most_s: float,
+                clock: Callable[[], float] = time.monotonic,
+                sleep: Callable[[float], None] = time.sleep) -> None:
+    """Return once `count()` has not moved for `quiet_s`, or after `at_most_s`: the reader
+    has timed every update that was coming, however far the pipeline fell behind. A fixed
+    wait cut the sample short exactly when latency was high (the late updates went
+    untimed)."""
+    start = last_change = clock()
+    seen = count()
+    while clock() - last_change < quiet_s and clock() - start < at_most_s:
+        sleep(min(0.1, quiet_s))
+        now = count()
+        if now != seen:
+            seen, last_change = now, clock()
 
 
 def _settings(base: Settings, namespace: str, run_dir: Path) -> Settings:
@@ -96,15 +126,23 @@ def _settings(base: Settings, namespace: str, run_dir: Path) -> Settings:
         processor={"data_dir": str(run_dir / namespace), "web_port": free_port()})
 
 
-def _processor_rate(settings: Settings, run_dir: Path, fill: Any) -> tuple[float, int]:
-    """The processor's events/s on a topic `fill(kafka_conf, topic)` filled; and its
-    messages."""
+class Processed(NamedTuple):
+    rate: float
+    """Events/s."""
+    messages: int
+    cpu_us: float
+    """CPU of the worker and its stitching processes per event (µs): what a shared
+    machine's other load moves much less than the rate."""
+
+
+def _processor_rate(settings: Settings, run_dir: Path, fill: Any) -> Processed:
+    """The processor on a topic `fill(kafka_conf, topic)` filled."""
     kafka_conf = client_config(settings.kafka, settings.kafka.bootstrap_servers or "")
     topics = Topics(settings.kafka.namespace)
     ensure_topics(kafka_conf, topics, PARTITIONS)
     load_events, messages = fill(kafka_conf, topics.meter_events)
-    n, secs = stage("processor", settings, run_dir, load_events)
-    return n / secs, messages
+    data = stage_data("processor", settings, run_dir, load_events)
+    return Processed(data["count"] / data["seconds"], messages, data["cpu_us_per_event"])
 
 
 def _end_to_end(settings: Settings, run_dir: Path, load: Workload,
@@ -119,9 +157,10 @@ def _end_to_end(settings: Settings, run_dir: Path, load: Workload,
 
 
 def _latency(settings: Settings, run_dir: Path, load: Workload, rate: float,
-             window: PartitionWindow | None, seconds: float = 10) -> list[float]:
+             window: PartitionWindow | None, seconds: float = 10) -> tuple[list[float], float]:
     """Reading → session-update latency (ms), readings offered at `rate` through the
-    publisher with `window`, the sink running beside the worker as deployed."""
+    publisher with `window`, the sink running beside the worker as deployed; and the rate
+    the offering loop kept (events/s)."""
     with LocalStack(settings, run_dir, with_sink=False) as stack, \
             _sink_process(settings, stack.bootstrap_servers, run_dir):
         kafka_conf = client_config(settings.kafka, stack.bootstrap_servers)
@@ -129,11 +168,11 @@ def _latency(settings: Settings, run_dir: Path, load: Workload, rate: float,
                                settings.kafka.fetch_max_wait_ms)
         reader.start()
         time.sleep(8)  # worker and reader joined their groups
-        offer(kafka_conf, stack.topics.meter_events, load, rate, window, seconds,
-              reader.produced)
-        time.sleep(3)
+        offered = offer(kafka_conf, stack.topics.meter_events, load, rate, window, seconds,
+                        reader.produced)
+        until_quiet(lambda: len(reader.seen), quiet_s=3, at_most_s=120)
         reader.stop()
-    return sorted(reader.latencies)
+    return sorted(reader.latencies), offered.events / offered.seconds
 
 
 def gateway_rows(base: Settings, run_dir: Path, events: int,
@@ -151,29 +190,40 @@ def gateway_rows(base: Settings, run_dir: Path, events: int,
         publish(conf, topic, batched)
         return batched.events, len(batched.messages)
 
-    base20, _ = _processor_rate(_settings(base, f"gw20x{tag}", run_dir), run_dir, fill_batched)
+    base20 = _processor_rate(_settings(base, f"gw20x{tag}", run_dir), run_dir, fill_batched)
     rows: list[tuple[str, ...]] = [
-        ("gateway", "processor at 20 events/message (baseline)", f"{base20:,.0f} ev/s", "1.00")]
+        ("gateway", "processor at 20 events/message (baseline)", f"{base20.rate:,.0f} ev/s",
+         f"1.00; worker CPU {base20.cpu_us:.1f} µs/event")]
     shape = f"{len(load.messages):,} readings of {CHARGERS:,} chargers"
+    half_off = 0.0
     for name, win in (("window off", None), (f"window {window.window_s * 1000:.0f} ms", window)):
         key = f"gw{'off' if win is None else 'on'}x{tag}"
-        rate, messages = _processor_rate(
+        run = _processor_rate(
             _settings(base, key, run_dir), run_dir,
             lambda conf, topic, w=win: (load.events,
-                                        offer(conf, topic, load, offered, w)[0]))
+                                        offer(conf, topic, load, offered, w).messages))
         e2e = _end_to_end(_settings(base, key + "e", run_dir), run_dir / f"{key}e", load, win)
-        lat = _latency(_settings(base, key + "l", run_dir), run_dir / f"{key}l", load,
-                       e2e / 2, win)
         rows += [
             ("gateway", f"{name}: processor, {offered:,.0f} ev/s offered",
-             f"{rate:,.0f} ev/s", f"{rate / base20:.3f} of 20/msg; "
-             f"{load.events / messages:,.1f} ev/msg ({shape})"),
+             f"{run.rate:,.0f} ev/s", f"{run.rate / base20.rate:.3f} of 20/msg; worker CPU "
+             f"{run.cpu_us:.1f} µs/event ({run.cpu_us / base20.cpu_us:.2f} of 20/msg); "
+             f"{load.events / run.messages:,.1f} ev/msg ({shape})"),
             ("gateway", f"{name}: end to end into ClickHouse", f"{e2e:,.0f} ev/s", ""),
-            ("gateway", f"{name}: latency at half the end-to-end rate",
-             f"p50 {_pct(lat, 0.5):,.0f} ms, p99 {_pct(lat, 0.99):,.0f} ms",
-             f"{e2e / 2:,.0f} ev/s, {len(lat)} updates"),
+            _latency_row(f"{name}: latency at half the end-to-end rate", _latency(
+                _settings(base, key + "l", run_dir), run_dir / f"{key}l", load, e2e / 2, win)),
         ]
+        if win is None:
+            half_off = e2e / 2
+        else:  # the window's own cost: the same offered load as without it
+            rows.append(_latency_row(f"{name}: latency at the window-off rate", _latency(
+                _settings(base, key + "s", run_dir), run_dir / f"{key}s", load, half_off, win)))
     return rows
+
+
+def _latency_row(measure: str, timed: tuple[list[float], float]) -> tuple[str, ...]:
+    lat, kept = timed
+    return ("gateway", measure, f"p50 {_pct(lat, 0.5):,.0f} ms, p99 {_pct(lat, 0.99):,.0f} ms",
+            f"{kept:,.0f} ev/s offered, {len(lat):,} updates timed")
 
 
 def run_gateway_bench(events: int, run_dir: Path,

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from producers.errors import PublishError
 from producers.partitioning import Gathered, PartitionWindow, partition_of
-from schemas.errors import EncodeError
+from schemas.errors import EncodeError, RegistryError
 from schemas.records import MeterEvent
 
 PRODUCER_DEFAULTS: dict[str, str] = {
@@ -123,7 +123,7 @@ class EventPublisher:
             events, callbacks = gathered.events, gathered.callbacks
             try:
                 value = self._encode(events)
-            except EncodeError:
+            except (EncodeError, RegistryError):
                 self._send_apart(gathered)
                 continue
             self._produce(self.topic, events[0].station_id.encode(), value,
@@ -133,14 +133,26 @@ class EventPublisher:
     def _send_apart(self, gathered: Gathered) -> None:
         """A gathered message that does not encode: each publish call's events as a message
         of their own, so one caller's bad event fails only that caller (told through its
-        callback; raised when it has none, as without a window)."""
+        callback; raised when it has none, as without a window).
+
+        A Schema Registry that cannot be asked (`RegistryError`) is no caller's fault: the
+        calls before the first that meets it go out (a single event has a subject of its
+        own, which the registry may know already), that call and every later one are told
+        the same error without asking again (each ask may wait out the client's retries,
+        and the gateway's delivery thread cuts the windows). Nothing escapes to whoever cut
+        the window."""
         start, first_error = 0, None
+        registry_error: RegistryError | None = None
         for count, callback in gathered.calls:
             events = gathered.events[start:start + count]
             start += count
             try:
+                if registry_error is not None:
+                    raise registry_error
                 value = self._encode(events)
-            except EncodeError as exc:
+            except (EncodeError, RegistryError) as exc:
+                if isinstance(exc, RegistryError):
+                    registry_error = exc
                 if callback is None:
                     first_error = first_error or exc
                 else:

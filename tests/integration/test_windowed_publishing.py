@@ -8,6 +8,7 @@ import asyncio
 import math
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from ocpp.v16 import call as call16
 
-from chargewatch.embedded import EmbeddedBroker
+from chargewatch.embedded import EmbeddedBroker, free_port
 from infra.settings import load_settings
 from infra.topics import Topics, ensure_topics, read_to_end
 from processors.batch import RawMessage
@@ -25,6 +26,7 @@ from producers.ocpp_gateway import OcppGateway
 from producers.partitioning import PartitionWindow
 from producers.publisher import DeliveryCallback, EventPublisher
 from schemas.codec import Codec
+from schemas.errors import RegistryError
 from schemas.records import EventKind, MeterEvent
 from tests.integration.test_publisher import PARTITIONS, read_all
 from tests.ocpp_chargers import T0, charger
@@ -190,3 +192,60 @@ def test_a_bad_event_fails_only_its_own_caller(broker: EmbeddedBroker, namespace
                                                          topics.meter_events, stats.messages)
                     for e in CODEC.decode_meter_events(v))
     assert landed == [s for s in stations if s != "CP-3"]
+
+
+def test_a_registry_that_cannot_be_asked_fails_each_caller_and_nothing_else(
+        broker: EmbeddedBroker, namespace: str) -> None:
+    """No Schema Registry answers (none can run here: a closed port stands in for it, the
+    client's retries off) while the gateway's delivery thread cuts the windows: every
+    caller is told, nothing escapes `poll` (that would end the delivery thread and leave
+    every charger without an answer), and each message asks the registry at most twice
+    (the gathered message, then one call), not once per caller."""
+    conf = {"bootstrap.servers": broker.bootstrap_servers}
+    topics = Topics(namespace)
+    ensure_topics(conf, topics, PARTITIONS)
+    codec = Codec(f"http://127.0.0.1:{free_port()}", {"max.retries": 0})
+    asked: list[int] = []
+
+    def encode(events: Sequence[MeterEvent]) -> bytes:
+        asked.append(len(events))
+        return codec.encode_meter_events(events, topics.meter_events)
+
+    publisher = EventPublisher(conf, topics.meter_events, encode, PartitionWindow(0.05, 500))
+    told: dict[str, str | None] = {}
+    stations = [f"CP-{n:02d}" for n in range(40)]
+    for station in stations:
+        publisher.publish(station, [event(station, 0)],
+                          lambda error, s=station: told.__setitem__(s, error))
+    deadline = time.monotonic() + 30
+    while len(told) < len(stations) and time.monotonic() < deadline:
+        publisher.poll(0.05)
+    assert sorted(told) == stations
+    assert all("cannot register" in str(error) for error in told.values())
+    assert len(asked) <= 2 * PARTITIONS
+    assert publisher.flush(10).sent == 0
+
+
+def test_a_batch_the_registry_refuses_goes_out_call_by_call(broker: EmbeddedBroker,
+                                                            namespace: str) -> None:
+    """A registry that refuses the batch record's subject but knows the single event's
+    (stood in for by an encoder that raises `RegistryError` for more than one event): the
+    gathered message goes out one call at a time, and every caller's event lands."""
+    conf = {"bootstrap.servers": broker.bootstrap_servers}
+    topics = Topics(namespace)
+    ensure_topics(conf, topics, PARTITIONS)
+
+    def encode(events: Sequence[MeterEvent]) -> bytes:
+        if len(events) > 1:
+            raise RegistryError("cannot register MeterEventBatch v2: 409 incompatible")
+        return CODEC.encode_meter_events(events, topics.meter_events)
+
+    publisher = EventPublisher(conf, topics.meter_events, encode, PartitionWindow(30.0, 500))
+    told: dict[str, str | None] = {}
+    stations = [f"CP-{n}" for n in range(6)]
+    for station in stations:
+        publisher.publish(station, [event(station, 0)],
+                          lambda error, s=station: told.__setitem__(s, error))
+    stats = publisher.flush(30)
+    assert stats.sent == stats.messages == len(stations)
+    assert told == {s: None for s in stations}
