@@ -20,7 +20,7 @@ import tracemalloc
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -68,11 +68,13 @@ class Workload:
         return sum(1 for _, evs in self.messages for e in evs if e.kind is EventKind.ENDED)
 
 
-def workload(settings: Settings, events: int, per_message: int) -> Workload:
-    """The first `events` simulated events, `per_message` to a message (full batches)."""
-    config = fleet_config(settings)
-    config = dataclasses.replace(config, events_per_message=per_message, flush_interval_s=10**6,
-                                 stations=max(20, events // 1300 + 1))
+def workload(settings: Settings, events: int, per_message: int,
+             stations: int | None = None) -> Workload:
+    """The first `events` simulated events, `per_message` consecutive ones of a station to a
+    message (full batches), in time order; a station per 1,300 events unless `stations`."""
+    config = dataclasses.replace(fleet_config(settings), events_per_message=per_message,
+                                 flush_interval_s=10**6,
+                                 stations=stations or max(20, events // 1300 + 1))
     taken: list[tuple[str, list[MeterEvent]]] = []
     count = 0
     for station, batch in simulate(config).messages():
@@ -161,7 +163,7 @@ def latency_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
         time.sleep(1)  # the sink writes what the last second offered
         sink_cores = (cpu_seconds(sink.pid) - cpu_before) / (time.perf_counter() - wall_before)
         lookups = _lookup_open(stack.worker_web_port, reader.seen[-200:])
-        time.sleep(3)
+        until_quiet(lambda: len(reader.seen), quiet_s=3, at_most_s=120)
         reader.stop()
     return reader.latencies, lookups, sink_cores
 
@@ -439,6 +441,22 @@ def _sink_at(settings: Settings, run_dir: Path, load: Workload, rate: float,
              f"{on_cpu:.3f} cores coalescing, {off_cpu:.3f} not",
              f"{on_cpu / off_cpu:.2f} of not coalescing" if off_cpu else "")]
     return on, rows
+
+
+def until_quiet(count: Callable[[], int], quiet_s: float, at_most_s: float,
+                clock: Callable[[], float] = time.monotonic,
+                sleep: Callable[[float], None] = time.sleep) -> None:
+    """Return once `count()` has not moved for `quiet_s`, or after `at_most_s`: the reader
+    has timed every update that was coming, however far the pipeline fell behind. A fixed
+    wait cut the sample short exactly when latency was high (the late updates went
+    untimed)."""
+    start = last_change = clock()
+    seen = count()
+    while clock() - last_change < quiet_s and clock() - start < at_most_s:
+        sleep(min(0.1, quiet_s))
+        now = count()
+        if now != seen:
+            seen, last_change = now, clock()
 
 
 def _pct(values: list[float], q: float) -> float:

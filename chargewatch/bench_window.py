@@ -15,10 +15,8 @@ its whole tail instead of the part that arrived within a fixed wait.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,9 +28,10 @@ from chargewatch.bench import (
     _UpdateReader,
     publish,
     stage_data,
+    until_quiet,
+    workload,
 )
 from chargewatch.embedded import EmbeddedBroker, free_port
-from chargewatch.publishing import fleet_config
 from chargewatch.stack import LocalStack
 from infra.kafka_config import client_config
 from infra.settings import Settings, load_settings
@@ -40,7 +39,6 @@ from infra.topics import Topics, ensure_topics
 from producers.ocpp_delivery import GATEWAY_PRODUCER_CONF
 from producers.partitioning import PartitionWindow
 from producers.publisher import EventPublisher
-from producers.simulator import simulate
 from schemas.codec import Codec
 
 CHARGERS = 2_000
@@ -51,18 +49,9 @@ OFFERED = 10_000.0
 
 
 def gateway_workload(settings: Settings, events: int, per_message: int = 1) -> Workload:
-    """The first `events` readings of `CHARGERS` chargers, `per_message` consecutive ones
-    of a charger to a message (1: as a gateway forwards them), in time order."""
-    config = dataclasses.replace(fleet_config(settings), events_per_message=per_message,
-                                 flush_interval_s=10**6, stations=CHARGERS)
-    taken = []
-    count = 0
-    for station, batch in simulate(config).messages():
-        taken.append((station, batch))
-        count += len(batch)
-        if count >= events:
-            break
-    return Workload(taken)
+    """The first `events` readings of `CHARGERS` chargers, `per_message` consecutive ones of
+    a charger to a message (1: as a gateway forwards them)."""
+    return workload(settings, events, per_message, stations=CHARGERS)
 
 
 class Offered(NamedTuple):
@@ -99,22 +88,6 @@ def offer(kafka_conf: dict[str, Any], topic: str, load: Workload, rate: float | 
         sent += len(events)
     stats = publisher.flush(120)
     return Offered(stats.messages, sent, time.perf_counter() - started)
-
-
-def until_quiet(count: Callable[[], int], quiet_s: float, at_most_s: float,
-                clock: Callable[[], float] = time.monotonic,
-                sleep: Callable[[float], None] = time.sleep) -> None:
-    """Return once `count()` has not moved for `quiet_s`, or after `at_most_s`: the reader
-    has timed every update that was coming, however far the pipeline fell behind. A fixed
-    wait cut the sample short exactly when latency was high (the late updates went
-    untimed)."""
-    start = last_change = clock()
-    seen = count()
-    while clock() - last_change < quiet_s and clock() - start < at_most_s:
-        sleep(min(0.1, quiet_s))
-        now = count()
-        if now != seen:
-            seen, last_change = now, clock()
 
 
 def _settings(base: Settings, namespace: str, run_dir: Path) -> Settings:

@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from chargewatch.bench import until_quiet
 from chargewatch.bench_gateway import GatewayRun, ThreadCpu, _sizing
 from chargewatch.bench_gateway_load import Tally
 from chargewatch.bench_scale import _whole, worker_counts
-from chargewatch.bench_window import until_quiet
 from chargewatch.proc_cpu import cpu_seconds, tree_cpu_seconds
 
 pytestmark = pytest.mark.unit
