@@ -6,14 +6,12 @@ Closing remembers the session (bounded by `StitchRules.recent_sessions` and
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP
-
 from charging.readings import MAX_GAPS, settle
 from charging.rules import StitchRules
 from charging.session_ids import IdContext, IdTemplate, utc_date
 from charging.state import ClosedSession, ConnectorState, OpenSession, StationState
 from charging.tariffs import TariffEngine
-from charging.tariffs.cost import CENT
+from charging.tariffs.cost import to_cents
 from schemas.records import (
     ChargingSession,
     DimensionCost,
@@ -110,6 +108,5 @@ class SessionRecords:
             periods=tuple(SessionPeriod(p.start_ms, float(p.energy_wh), p.charging_ms,
                                         p.parking_ms, *p.elements) for p in cost.periods),
             dimension_costs=tuple(
-                DimensionCost(str(d), excl.quantize(CENT, ROUND_HALF_UP),
-                              incl.quantize(CENT, ROUND_HALF_UP))
+                DimensionCost(str(d), to_cents(excl), to_cents(incl))
                 for d, (excl, incl) in sorted(cost.by_dimension().items())))

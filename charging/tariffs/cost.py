@@ -15,12 +15,13 @@ Rounding rules (applied once, at the end):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 from charging.tariffs.meter import NONE, Meter
 from charging.tariffs.model import Dimension, Price, Tariff
 
 CENT = Decimal("0.01")
+_SNAP = Decimal("1e-15")
 _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
 _UNITS = (Decimal(1000), Decimal(3_600_000), Decimal(3_600_000))
@@ -106,9 +107,19 @@ def price_meter(meter: Meter, tariff: Tariff | None, flat: int | None,
             lines.append(_line(index, dimension, element, metered[d], billed, _UNITS[d],
                                component.price, component.vat))
     excl, incl, bound = _bounded(lines, tariff.min_price, tariff.max_price)
-    return Cost(tariff.tariff_id, tariff.currency,
-                excl.quantize(CENT, rounding=ROUND_HALF_UP),
-                incl.quantize(CENT, rounding=ROUND_HALF_UP), tuple(lines), periods, bound)
+    return Cost(tariff.tariff_id, tariff.currency, to_cents(excl), to_cents(incl),
+                tuple(lines), periods, bound)
+
+
+def to_cents(amount: Decimal) -> Decimal:
+    """Half-up to the cent, as OCPI's exact arithmetic would round.
+
+    Amounts are not exact here: 0.25/h over 1,000 s is a repeating decimal, cut at 28
+    digits, and a total that is exactly half a cent (0.535) can come out a hair below it.
+    Every true amount is a fraction with a small denominator (prices, Wh, ms, percent), so
+    none lies within 1e-15 of a half cent without being on it: snapping to 1e-15 first puts
+    those back on the half cent before rounding."""
+    return amount.quantize(_SNAP, rounding=ROUND_HALF_EVEN).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def close_chain(meter: Meter, tariff: Tariff, dimension: int) -> Decimal:

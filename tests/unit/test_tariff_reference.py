@@ -83,6 +83,13 @@ FOUND = {
                max_price={"excl_vat": "5.50"}),
         {"station": "CS-1", "start": 1_748_736_000_000, "end": 1_748_750_040_000,
          "readings": [(1_748_750_040_000, D("4355"), None)]}),
+    # A one-minute plug-in with no energy topped up to min_price 0.50 excl. at its parking
+    # line's 7 %: 0.535 incl., which the engine's 28-digit parking amount put a hair below.
+    "min-price-top-up-to-a-half-cent": (
+        doc_of(el(ENERGY("0.01", 5.5), PARKING("0.01", 7)), zone="Europe/Berlin",
+               min_price={"excl_vat": "0.50"}, max_price={"excl_vat": "0.50"}),
+        {"station": "CS-1", "start": 1_748_736_000_000, "end": 1_748_736_060_000,
+         "readings": []}),
 }
 """Differences the comparison found, each fixed where it was wrong (docs/tariffs.md)."""
 
