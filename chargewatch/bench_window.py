@@ -15,6 +15,7 @@ its whole tail instead of the part that arrived within a fixed wait.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from pathlib import Path
@@ -166,7 +167,7 @@ def gateway_rows(base: Settings, run_dir: Path, events: int,
     base20 = _processor_rate(_settings(base, f"gw20x{tag}", run_dir), run_dir, fill_batched)
     rows: list[tuple[str, ...]] = [
         ("gateway", "processor at 20 events/message (baseline)", f"{base20.rate:,.0f} ev/s",
-         f"1.00; worker CPU {base20.cpu_us:.1f} µs/event")]
+         f"1.00; {_cpu_text(base20.cpu_us, base20.cpu_us)}")]
     shape = f"{len(load.messages):,} readings of {CHARGERS:,} chargers"
     half_off = 0.0
     for name, win in (("window off", None), (f"window {window.window_s * 1000:.0f} ms", window)):
@@ -178,8 +179,8 @@ def gateway_rows(base: Settings, run_dir: Path, events: int,
         e2e = _end_to_end(_settings(base, key + "e", run_dir), run_dir / f"{key}e", load, win)
         rows += [
             ("gateway", f"{name}: processor, {offered:,.0f} ev/s offered",
-             f"{run.rate:,.0f} ev/s", f"{run.rate / base20.rate:.3f} of 20/msg; worker CPU "
-             f"{run.cpu_us:.1f} µs/event ({run.cpu_us / base20.cpu_us:.2f} of 20/msg); "
+             f"{run.rate:,.0f} ev/s", f"{run.rate / base20.rate:.3f} of 20/msg; "
+             f"{_cpu_text(run.cpu_us, base20.cpu_us)}; "
              f"{load.events / run.messages:,.1f} ev/msg ({shape})"),
             ("gateway", f"{name}: end to end into ClickHouse", f"{e2e:,.0f} ev/s", ""),
             _latency_row(f"{name}: latency at half the end-to-end rate", _latency(
@@ -191,6 +192,15 @@ def gateway_rows(base: Settings, run_dir: Path, events: int,
             rows.append(_latency_row(f"{name}: latency at the window-off rate", _latency(
                 _settings(base, key + "s", run_dir), run_dir / f"{key}s", load, half_off, win)))
     return rows
+
+
+def _cpu_text(cpu_us: float, base_us: float) -> str:
+    """The worker's CPU per event, and its ratio to the 20/msg baseline's. NaN when every
+    event came in the first batch (the stage times from the end of the first batch)."""
+    if math.isnan(cpu_us):
+        return "worker CPU n/a (all in the first batch)"
+    ratio = "" if math.isnan(base_us) else f" ({cpu_us / base_us:.2f} of 20/msg)"
+    return f"worker CPU {cpu_us:.1f} µs/event{ratio}"
 
 
 def _latency_row(measure: str, timed: tuple[list[float], float]) -> tuple[str, ...]:
