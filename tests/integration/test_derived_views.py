@@ -4,8 +4,10 @@ what changed and leaves the rest."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -17,7 +19,8 @@ from sinks.derived_views import SESSIONS_IN, UPDATES_IN, apply_derived
 from sinks.mapping import Column
 from sinks.migrate import migrate
 from sinks.row_mappings import SESSION_ROW
-from tests.integration.test_session_sink_paths import varied
+from sinks.session_sink import SessionSink
+from tests.integration.test_session_sink_paths import messages, varied
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +81,21 @@ def test_migrate_restores_the_packaged_definition_when_it_differs(client: Client
     assert migrate(client, database) == []  # no file to apply; the views are derived again
     assert "energy_kwh" not in client.command(f"SHOW CREATE TABLE {database}.sessions_from_avro")
     assert recorded(client, database)["sessions_in"] == SESSIONS_IN.checksum()
+
+
+def test_a_database_migrated_before_the_views_were_derived_gets_them(client: Client,
+                                                                      tmp_path: Path) -> None:
+    """Migrated by the previous release (its files only: sessions_in as 0014 wrote it)."""
+    database = f"old_{uuid.uuid4().hex[:10]}"
+    shutil.copytree(Path(__file__).parents[2] / "sinks" / "migrations", tmp_path / "files")
+    migrate(client, database, tmp_path / "files")
+    assert "`version` UInt32" in client.command(f"SHOW CREATE TABLE {database}.sessions_in")
+
+    assert migrate(client, database) == []
+    assert recorded(client, database) == {i.table: i.checksum() for i in (SESSIONS_IN, UPDATES_IN)}
+    assert "`version` Int32" in client.command(f"SHOW CREATE TABLE {database}.sessions_in")
+    batch = messages(varied())
+    assert SessionSink(client, database, CODEC).write(TOPIC, 0, batch, "t-0-0-5").rows == 6
+    for table in ("charging_sessions", "cdrs"):
+        count = client.query(f"SELECT count() FROM {database}.{table}").result_rows
+        assert count == [(len(batch),)], table
