@@ -26,14 +26,13 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.catalog import default_catalog
 from schemas.records import SessionState
-from sinks.avro_blocks import SOURCE_FIELDS
+from sinks.avro_blocks import SOURCE_SCHEMA
 from sinks.errors import MigrationError
 from sinks.mapping import Mapping
 from sinks.row_mappings import CDR_ROW, SESSION_ROW, UPDATE_ROW
 
 _PRIMITIVES = {"string": "String", "int": "Int32", "long": "Int64", "double": "Float64",
                "float": "Float32", "boolean": "Bool"}
-_SOURCE_TYPES = {"_topic": "String", "_partition": "Int32", "_offset": "Int64"}
 _ZERO = {"string": "''", "double": "0", "float": "0"}
 
 
@@ -81,21 +80,22 @@ class AvroInput:
     table: str
     mappings: tuple[Mapping, ...]
     sourced: bool = False
-    """With SOURCE_FIELDS after the fields (avro_blocks.sourced_container)."""
+    """With the message's source after the fields (avro_blocks.sourced_container)."""
     checked: bool = False
     """With constraints refusing what the Python decoder refuses (module docstring)."""
 
     @property
     def fields(self) -> list[dict[str, Any]]:
-        """The Avro fields the views read, in schema order."""
+        """The Avro fields the views read, in schema order (then the source, if sourced)."""
         text = "\n".join(m.sql_text() for m in self.mappings)
-        return [f for f in default_catalog().current("ChargingSession").parsed["fields"]
+        read = [f for f in default_catalog().current("ChargingSession").parsed["fields"]
                 if re.search(rf"\b{f['name']}\b", text)]
+        return read + SOURCE_SCHEMA if self.sourced else read
 
     @property
     def columns(self) -> list[str]:
         """The columns an Avro insert names, in table order."""
-        return [f["name"] for f in self.fields] + (list(SOURCE_FIELDS) if self.sourced else [])
+        return [f["name"] for f in self.fields]
 
     def statements(self, database: str) -> list[str]:
         """Drop the views and the table, create them again (module docstring)."""
@@ -106,7 +106,6 @@ class AvroInput:
 
     def _create(self, database: str) -> str:
         lines = [f"{f['name']} {clickhouse_type(f['type'])}" for f in self.fields]
-        lines += [f"{name} {_SOURCE_TYPES[name]}" for name in SOURCE_FIELDS if self.sourced]
         if self.checked:
             lines += self._constraints()
         body = ",\n    ".join(lines)
