@@ -116,7 +116,8 @@ def find_cdrs(settings: Settings, session_id: str) -> list[Cdr]:
 
 def cdr_records(client: Any, database: str, session_id: str) -> list[dict[str, Any]]:
     """The session's stored CDR rows (what the sink worker's `/cdrs/ID` answers)."""
-    from sinks.session_rows import CDR_COLUMNS, cdr_row, load_cdrs
+    from sinks.row_mappings import cdr_row
+    from sinks.session_rows import CDR_COLUMNS, load_cdrs
 
     return [dict(zip(CDR_COLUMNS, cdr_row(c), strict=True))
             for c in load_cdrs(client, database, [session_id]).get(session_id, [])]

@@ -59,7 +59,7 @@ BI_GRANTS: tuple[Grant, ...] = (
     Grant(("SELECT",), "stations"),
 )
 """The reporting tables and views of docs/bi.md. Not: session_updates (raw running state),
-sink_batches, session_updates_in, sessions_in and schema_migrations (internal),
+sink_batches, session_updates_in, sessions_in, schema_migrations and derived_objects (internal),
 dead_letters' original bytes."""
 
 SINK_GRANTS: tuple[Grant, ...] = (
@@ -77,6 +77,8 @@ SINK_GRANTS: tuple[Grant, ...] = (
     # its CREATE ... IF NOT EXISTS are no-ops on an existing schema but still need the right.
     Grant(("SELECT",), "schema_migrations"),
     Grant(("CREATE TABLE",), "schema_migrations"),
+    Grant(("SELECT",), "derived_objects"),
+    Grant(("CREATE TABLE",), "derived_objects"),
     Grant(("CREATE DATABASE",), "*"),
 )
 """Insert into (and read back, for versions and batch intents) the sink's own tables only:

@@ -23,9 +23,10 @@ from schemas.catalog import SchemaVersion
 _SYNC = b"chargewatch.avro"
 """The 16-byte marker after each block; any constant works, it only has to match."""
 _headers: dict[tuple[SchemaVersion, bool], bytes] = {}
-SOURCE_FIELDS = ("_topic", "_partition", "_offset")
-_SOURCE_SCHEMA = [{"name": "_topic", "type": "string"}, {"name": "_partition", "type": "int"},
-                  {"name": "_offset", "type": "long"}]
+SOURCE_SCHEMA = [{"name": "_topic", "type": "string"}, {"name": "_partition", "type": "int"},
+                 {"name": "_offset", "type": "long"}]
+"""The Avro fields `sourced_container` appends to each datum."""
+SOURCE_FIELDS = tuple(f["name"] for f in SOURCE_SCHEMA)
 
 
 def _varint(value: int) -> bytes:
@@ -41,7 +42,7 @@ def _header(schema: SchemaVersion, sourced: bool = False) -> bytes:
         parsed = schema.parsed
         if sourced:
             parsed = deepcopy(parsed)
-            parsed["fields"] = [*parsed["fields"], *_SOURCE_SCHEMA]
+            parsed["fields"] = [*parsed["fields"], *SOURCE_SCHEMA]
         buf = BytesIO()
         container_writer(buf, parsed, [], codec="null", sync_marker=_SYNC)
         header = _headers[(schema, sourced)] = buf.getvalue()

@@ -11,6 +11,11 @@ twin with the server's default replica path and name (`default_replica_path`,
 `default_replica_name`, i.e. `/clickhouse/tables/{uuid}/{shard}` and `{replica}`), so the
 files stay written for one server and the checksums do not depend on the mode. Data
 statements (INSERT) run once, on the server the client talks to.
+
+Then the Avro input tables and their views, which are generated from the row mappings
+rather than written in a file, are created again where their definition changed
+(sinks/derived_views.py). They belong to the packaged schema: a `directory` of other
+migrations (an older version, in tests) gets none.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse import check_identifier
+from sinks.derived_views import apply_derived
 from sinks.errors import MigrationError
 
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
@@ -84,12 +90,16 @@ def migrate(client: Client, database: str, directory: Path | None = None,
     Raises MigrationError naming the file when an applied file changed or a statement fails.
     """
     check_identifier(database)
+
+    def run(statement: str) -> None:
+        client.command(for_cluster(statement, cluster) if cluster else statement)
+
     setup = [f"CREATE DATABASE IF NOT EXISTS {database}",
              f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
              "(name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
              "ENGINE = MergeTree ORDER BY name"]
     for statement in setup:
-        client.command(for_cluster(statement, cluster) if cluster else statement)
+        run(statement)
     applied = dict(client.query(
         "SELECT name, any(checksum) FROM {db:Identifier}.schema_migrations GROUP BY name",
         parameters={"db": database}).result_rows)
@@ -111,4 +121,6 @@ def migrate(client: Client, database: str, directory: Path | None = None,
         client.insert(f"{database}.schema_migrations", [(migration.name, migration.checksum)],
                       column_names=["name", "checksum"])
         done.append(migration.name)
+    if directory is None:
+        apply_derived(client, database, run)
     return done

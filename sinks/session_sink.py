@@ -16,7 +16,8 @@ looks different after that check, but it carries the same token, so ClickHouse d
 
 First versions (migration 0013, `SessionSink`): a batch's first versions of sessions with
 no stored row skip Python decoding altogether; ClickHouse reads them from one Avro
-container and its views write the same session row and CDR the rules above give.
+container and its views write the same session row and CDR the rules above give (both
+paths derive from sinks/row_mappings.py; the views from sinks/derived_views.py).
 """
 
 from __future__ import annotations
@@ -33,16 +34,11 @@ from schemas.catalog import default_catalog
 from schemas.codec import SINGLE_OBJECT_MAGIC, Codec
 from schemas.errors import DecodeError
 from schemas.records import ChargingSession, DeadLetter, SessionState
-from sinks.avro_blocks import SOURCE_FIELDS, leading_string_and_int, sourced_container
+from sinks.avro_blocks import leading_string_and_int, sourced_container
+from sinks.derived_views import SESSIONS_IN
 from sinks.reports import latest_live
-from sinks.session_rows import (
-    CDR_COLUMNS,
-    SESSION_AS_MS,
-    SESSION_COLUMNS,
-    cdr_row,
-    load_cdrs,
-    session_row,
-)
+from sinks.row_mappings import cdr_row, session_row
+from sinks.session_rows import CDR_COLUMNS, SESSION_AS_MS, SESSION_COLUMNS, load_cdrs
 from sinks.table_sink import (
     Message,
     Part,
@@ -79,7 +75,7 @@ class SessionSink(TableSink):
     """sessions-completed → `{database}.charging_sessions` (and its CDRs into `cdrs`).
 
     Most of a batch is first versions of sessions not stored yet: those ClickHouse reads
-    itself, as one sourced Avro container into `sessions_in` (migration 0013), whose views
+    itself, as one sourced Avro container into `sessions_in` (sinks/derived_views.py), whose views
     write the session row and its CDR. Python reads only each message's header, session id
     and version for that. A session that is stored already, comes in another version, or
     appears twice in the batch goes through `_write_decoded`, as does every message that
@@ -96,7 +92,7 @@ class SessionSink(TableSink):
     def __init__(self, client: Client, database: str, codec: Codec) -> None:
         super().__init__(client, database, codec)
         self._schema = default_catalog().current("ChargingSession")
-        self._columns = [*(f["name"] for f in self._schema.parsed["fields"]), *SOURCE_FIELDS]
+        self._columns = SESSIONS_IN.columns
         self._header = SINGLE_OBJECT_MAGIC + self._schema.fingerprint
         self._probe_table = f"stored_probe_{uuid.uuid4().hex}"
         """Per sink: sinks sharing a client (and so its session) never mix their ids."""

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from schemas.catalog import SchemaVersion
 from schemas.records import DeadLetter
 from sinks.avro_blocks import container
+from sinks.derived_views import UPDATES_IN
+from sinks.row_mappings import UPDATE_ROW, update_row
 from sinks.table_sink import (
     Message,
     Part,
@@ -17,17 +19,6 @@ from sinks.table_sink import (
     dedup,
 )
 
-UPDATE_COLUMNS = [
-    "session_id", "station_id", "connector_id", "transaction_id", "vehicle_id", "start_time",
-    "updated_time", "energy_wh", "soc_pct", "power_w", "cost", "currency",
-]
-UPDATE_AVRO_FIELDS = [
-    "session_id", "station_id", "connector_id", "transaction_id", "vehicle_id", "start_ms",
-    "end_ms", "energy_wh", "soc_end_pct", "avg_power_w", "cost", "currency",
-]
-"""The ChargingSession fields `session_updates_in` takes (migration 0012), UPDATE_COLUMNS
-under their Avro names."""
-
 
 class SessionUpdateSink(TableSink):
     """session-updates → `{database}.session_updates`: open sessions for live monitoring.
@@ -36,13 +27,14 @@ class SessionUpdateSink(TableSink):
     time) for a day (TTL); `power_w` is the session's average power so far.
 
     Updates are most of what the sink reads, so ClickHouse decodes them: the bodies of a
-    batch go in as Avro containers, one per writer schema (sinks/avro_blocks.py, migration
-    0012); Python only reads each header. A container ClickHouse refuses (a corrupt body)
-    sends the batch through the decoding path, which dead-letters what does not decode.
+    batch go in as Avro containers, one per writer schema (sinks/avro_blocks.py), into
+    `session_updates_in` (sinks/derived_views.py); Python only reads each header. A
+    container ClickHouse refuses (a corrupt body) sends the batch through the decoding
+    path, which dead-letters what does not decode.
     """
 
     table = "session_updates"
-    columns = UPDATE_COLUMNS
+    columns = UPDATE_ROW.column_names
 
     def insert(self, prepared: tuple[str, Sequence[Part]], token: str) -> Written:
         topic, parts = prepared
@@ -61,7 +53,7 @@ class SessionUpdateSink(TableSink):
         try:
             for n, (writer, group) in enumerate(bodies.items()):
                 self.client.raw_insert(
-                    f"{self.database}.session_updates_in", UPDATE_AVRO_FIELDS,
+                    f"{self.database}.session_updates_in", UPDATES_IN.columns,
                     insert_block=container(writer, group), fmt="Avro",
                     settings=dedup(f"{token}-{n}"))
         except Exception:  # noqa: BLE001 - decode in Python; it raises again if ClickHouse is down
@@ -70,15 +62,13 @@ class SessionUpdateSink(TableSink):
 
     def rows(self, topic: str, partition: int, messages: Sequence[Message]
              ) -> tuple[list[tuple], list[DeadLetter]]:
-        """The decoding path: rows decoded in Python."""
+        """The decoding path: rows decoded in Python (the same mapping, UPDATE_ROW)."""
         rows: list[tuple] = []
         letters: list[DeadLetter] = []
         for message in messages:
-            s, error = decode_failure(message, self.codec.decode_session)
+            session, error = decode_failure(message, self.codec.decode_session)
             if error is None:
-                rows.append((s.session_id, s.station_id, s.connector_id, s.transaction_id,
-                             s.vehicle_id, s.start_ms, s.end_ms, s.energy_wh, s.soc_end_pct,
-                             s.avg_power_w, s.cost, s.currency))
+                rows.append(update_row(session))
             else:
                 letters.append(dead_letter_for(topic, partition, message, error))
         return rows, letters

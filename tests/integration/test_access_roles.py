@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sinks.access import BI_GRANTS, SINK_GRANTS, Account, access_statements, role_grants
+from sinks.derived_views import DERIVED_TABLE
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +132,8 @@ def test_sink_inserts_into_its_tables_only(folder: Path, tmp_path: Path) -> None
         f"CREATE TABLE IF NOT EXISTS {DB}.schema_migrations (name String, checksum String, "
         "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY name",
         f"SELECT name, any(checksum) FROM {DB}.schema_migrations GROUP BY name",
+        DERIVED_TABLE.format(database=DB),
+        f"SELECT name, argMax(checksum, applied_at) FROM {DB}.derived_objects GROUP BY name",
         # the stored-session probe (SessionSink._stored_ids), in the sink's own session
         "CREATE TEMPORARY TABLE IF NOT EXISTS probe (session_id String) ENGINE = Memory",
         "TRUNCATE TABLE probe",
@@ -144,6 +147,8 @@ def test_sink_inserts_into_its_tables_only(folder: Path, tmp_path: Path) -> None
         f"OPTIMIZE TABLE {DB}.charging_sessions FINAL",
         f"CREATE TABLE {DB}.mine (x Int8) ENGINE = Memory",
         f"INSERT INTO {DB}.schema_migrations (name, checksum) VALUES ('9999_x.sql', 'x')",
+        f"INSERT INTO {DB}.derived_objects (name, checksum) VALUES ('sessions_in', 'x')",
+        f"DROP VIEW {DB}.sessions_from_avro",
         f"SELECT count() FROM {DB}.station_daily",
         f"INSERT INTO {DB}.station_daily (day, station_id, currency) "
         "VALUES ('2026-01-01', 'x', 'EUR')",

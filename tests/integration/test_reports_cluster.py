@@ -10,6 +10,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse import connect
+from sinks.derived_views import DERIVED_TABLE, INPUTS
 from sinks.migrate import for_cluster, load_migrations
 
 pytestmark = pytest.mark.integration
@@ -40,6 +41,18 @@ def test_every_statement_is_rewritten_and_parses(client: Client) -> None:
             # EXPLAIN AST parses without executing: no cluster or Keeper needed.
             client.query(f"EXPLAIN AST {code}")
     assert ddl >= 15
+
+
+def test_every_derived_statement_is_rewritten_and_parses(client: Client) -> None:
+    """The input tables and views `migrate` generates (sinks/derived_views.py) go ON
+    CLUSTER too."""
+    statements = [DERIVED_TABLE.format(database="cw"),
+                  *(s for avro_input in INPUTS for s in avro_input.statements("cw"))]
+    for statement in statements:
+        clustered = for_cluster(statement, "prod")
+        assert clustered.count("ON CLUSTER prod") == 1, clustered
+        assert not re.search(r"ENGINE\s*=\s*(?!Replicated)\w*MergeTree", clustered), clustered
+        client.query(f"EXPLAIN AST {clustered}")
 
 
 def test_materialized_view_puts_on_cluster_before_to() -> None:
