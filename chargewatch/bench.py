@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from chargewatch.embedded import EmbeddedBroker, free_port
+from chargewatch.embedded import EmbeddedBroker, free_port, stop_child
 from chargewatch.proc_cpu import cpu_seconds
 from chargewatch.publishing import fleet_config
 from chargewatch.render import print_rows
@@ -252,12 +251,7 @@ def _sink_process(settings: Settings, bootstrap: str,
     try:
         yield sink
     finally:
-        sink.send_signal(signal.SIGTERM)
-        try:
-            sink.wait(30)
-        except subprocess.TimeoutExpired:
-            sink.kill()
-            sink.wait()
+        stop_child(sink, 30)
 
 
 def _lookup_open(web_port: int, session_ids: list[str]) -> list[float]:

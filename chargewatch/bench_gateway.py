@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chargewatch.bench_reports import percentile
-from chargewatch.embedded import EmbeddedBroker, child_options, free_port
+from chargewatch.embedded import EmbeddedBroker, child_options, free_port, stop_child
 from chargewatch.worker import write_config
 from infra.clock import now_ms
 from infra.errors import StackError
@@ -119,12 +119,7 @@ def gateway_process(settings: Settings, run_dir: Path, name: str,
         _wait_listening(process, port, run_dir / f"{name}.log")
         yield process.pid, port
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process, 60)
 
 
 def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:

@@ -41,6 +41,18 @@ def child_options() -> dict[str, Any]:
     return options
 
 
+def stop_child(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM to a child we started (by its PID), SIGKILL if it has not exited in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _terminate_with_parent() -> None:
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from chargewatch.embedded import child_options
+from chargewatch.embedded import child_options, stop_child
 from chargewatch.logs import logging_config
 from infra.errors import StackError
 from infra.settings import Settings
@@ -71,15 +69,8 @@ class WorkerProcess:
             self._process.wait()
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self._process.poll() is None:
-            time.sleep(0.1)
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        if self._process is not None:
+            stop_child(self._process, timeout_s)
 
 
 def write_config(settings: Settings, path: Path) -> Path:
