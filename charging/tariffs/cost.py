@@ -155,10 +155,6 @@ def _bounded(lines: list[CostLine], low: Price | None,
     the lines: a minimum's top-up is taxed at it, a maximum's cut is taken from the lowest
     taxed lines first. Either way more energy or time never lowers the incl. total, which
     scaling by the mix of VAT rates would (a cheap-VAT parking minute could lower it).
-    The cut keeps the maximum's budget from the highest-taxed lines down, and each line's
-    rate comes from its VAT, not from dividing its amounts: line amounts are rounded to 28
-    digits (1/3600 of an hourly price), and subtracting them put a total that OCPI's exact
-    arithmetic lands on a half cent (5.885) just below it.
     """
     excl = sum((line.excl_vat for line in lines), _ZERO)
     incl = sum((line.incl_vat for line in lines), _ZERO)
@@ -171,11 +167,12 @@ def _bounded(lines: list[CostLine], low: Price | None,
     if low is not None and low.incl_vat is not None and incl < low.incl_vat:
         incl, bound = low.incl_vat, "min_price"
     if high is not None and excl > high.excl_vat:
-        budget, incl = high.excl_vat, _ZERO
-        for factor, amount in reversed(factors):
-            kept = min(budget, amount)
-            budget -= kept
-            incl += kept * factor
+        cut = excl - high.excl_vat
+        incl = _ZERO
+        for factor, amount in factors:
+            taken = min(cut, amount)
+            cut -= taken
+            incl += (amount - taken) * factor
         excl, bound = high.excl_vat, "max_price"
     if high is not None and high.incl_vat is not None and incl > high.incl_vat:
         incl, bound = high.incl_vat, "max_price"
@@ -183,4 +180,4 @@ def _bounded(lines: list[CostLine], low: Price | None,
 
 
 def _factor(line: CostLine) -> Decimal:
-    return Decimal(1) + line.vat / _HUNDRED if line.vat is not None else Decimal(1)
+    return line.incl_vat / line.excl_vat
