@@ -358,7 +358,7 @@ class SinkRunner:
                     max_size=self.batch_size, due=due[(part.topic, part.partition)],
                     end_offset=part.end_offset)
                 if isinstance(step, Skip):
-                    self._commit(part, part.messages[step.count - 1].offset + 1)
+                    self._commit([(part, part.messages[step.count - 1].offset + 1)])
                     del part.messages[:step.count]
                     continue
                 if isinstance(step, Write):
@@ -469,8 +469,7 @@ class SinkRunner:
         self._batches += len(job.members)
         self._inserts += 1
         self._dead += len(written.dead_letters)
-        for part, step in job.members:
-            self._commit(part, step.intent.next_offset)
+        self._commit([(part, step.intent.next_offset) for part, step in job.members])
         if self._failures:
             self._failures = 0
             self._blocked_until = 0.0
@@ -507,17 +506,22 @@ class SinkRunner:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT,
                                             "; ".join(failures) or f"{remaining} undelivered"))
 
-    def _commit(self, part: _Partition, offset: int) -> None:
+    def _commit(self, offsets: list[tuple[_Partition, int]]) -> None:
+        """One synchronous commit for every partition of an insert (a coalesced insert has
+        several: one round-trip, not one each)."""
         try:
-            self._consumer.commit(offsets=[TopicPartition(part.topic, part.partition, offset)],
-                                  asynchronous=False)
-            self.health.committed((part.topic, part.partition), offset)
+            self._consumer.commit(offsets=[TopicPartition(part.topic, part.partition, offset)
+                                           for part, offset in offsets], asynchronous=False)
         except KafkaException as exc:
             self.health.failed(KAFKA, f"commit failed: {exc}")
             # Harmless for correctness: ClickHouse has the rows and the intent; a later commit
             # supersedes this one, or the next owner skips/rebuilds from the intent.
             self._commit_failures += 1
-            log.warning("commit %s[%d]@%d failed: %s", part.topic, part.partition, offset, exc)
+            log.warning("commit of %s failed: %s", ", ".join(
+                f"{part.topic}[{part.partition}]@{offset}" for part, offset in offsets), exc)
+            return
+        for part, offset in offsets:
+            self.health.committed((part.topic, part.partition), offset)
 
     def _retry_later(self, reason: str) -> None:
         delay = _BACKOFF_S[min(self._failures, len(_BACKOFF_S) - 1)]
