@@ -5,12 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schemas.records import Anomaly, DeadLetter
-from sinks.table_sink import (
-    Message,
-    TableSink,
-    dead_letter_for,
-    decode_failure,
-)
+from sinks.table_sink import Message, TableSink, decode_rows
 
 ANOMALY_COLUMNS = [
     "anomaly_id", "kind", "severity", "station_id", "connector_id", "session_id", "detected_at",
@@ -40,12 +35,5 @@ class AnomalySink(TableSink):
 
     def rows(self, topic: str, partition: int, messages: Sequence[Message]
              ) -> tuple[list[tuple], list[DeadLetter]]:
-        rows: list[tuple] = []
-        letters: list[DeadLetter] = []
-        for message in messages:
-            anomaly, error = decode_failure(message, self.codec.decode_anomaly)
-            if error is None:
-                rows.append(anomaly_row(anomaly, partition, message.offset))
-            else:
-                letters.append(dead_letter_for(topic, partition, message, error))
-        return rows, letters
+        return decode_rows(topic, partition, messages, self.codec.decode_anomaly,
+                           anomaly_row)

@@ -16,8 +16,12 @@ from sinks.table_sink import (
     Written,
     dead_letter_for,
     decode_failure,
+    decode_rows,
     dedup,
 )
+
+_INPUT_COLUMNS = UPDATES_IN.columns
+"""The Avro insert's columns (derived from the mapping: computed once)."""
 
 
 class SessionUpdateSink(TableSink):
@@ -53,7 +57,7 @@ class SessionUpdateSink(TableSink):
         try:
             for n, (writer, group) in enumerate(bodies.items()):
                 self.client.raw_insert(
-                    f"{self.database}.session_updates_in", UPDATES_IN.columns,
+                    f"{self.database}.session_updates_in", _INPUT_COLUMNS,
                     insert_block=container(writer, group), fmt="Avro",
                     settings=dedup(f"{token}-{n}"))
         except Exception:  # noqa: BLE001 - decode in Python; it raises again if ClickHouse is down
@@ -63,15 +67,8 @@ class SessionUpdateSink(TableSink):
     def rows(self, topic: str, partition: int, messages: Sequence[Message]
              ) -> tuple[list[tuple], list[DeadLetter]]:
         """The decoding path: rows decoded in Python (the same mapping, UPDATE_ROW)."""
-        rows: list[tuple] = []
-        letters: list[DeadLetter] = []
-        for message in messages:
-            session, error = decode_failure(message, self.codec.decode_session)
-            if error is None:
-                rows.append(update_row(session))
-            else:
-                letters.append(dead_letter_for(topic, partition, message, error))
-        return rows, letters
+        return decode_rows(topic, partition, messages, self.codec.decode_session,
+                           lambda session, _partition, _offset: update_row(session))
 
     def stored_offsets(self, partition: int, first: int, last: int) -> None:
         """None: a repeated update is the same row of a ReplacingMergeTree (no view reads

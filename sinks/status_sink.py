@@ -17,12 +17,7 @@ from clickhouse_connect.driver.client import Client
 from charging.stations import StationRegistry
 from schemas.records import ConnectorStatus, DeadLetter
 from sinks.clickhouse import check_identifier
-from sinks.table_sink import (
-    Message,
-    TableSink,
-    dead_letter_for,
-    decode_failure,
-)
+from sinks.table_sink import Message, TableSink, decode_rows
 
 STATUS_COLUMNS = ["station_id", "connector_id", "time", "event_id", "status", "error_code",
                   "event_time", "receive_time", "_partition", "_offset"]
@@ -45,15 +40,8 @@ class StatusSink(TableSink):
 
     def rows(self, topic: str, partition: int, messages: Sequence[Message]
              ) -> tuple[list[tuple], list[DeadLetter]]:
-        rows: list[tuple] = []
-        letters: list[DeadLetter] = []
-        for message in messages:
-            status, error = decode_failure(message, self.codec.decode_connector_status)
-            if error is None:
-                rows.append(status_row(status, partition, message.offset))
-            else:
-                letters.append(dead_letter_for(topic, partition, message, error))
-        return rows, letters
+        return decode_rows(topic, partition, messages, self.codec.decode_connector_status,
+                           status_row)
 
 
 def load_stations(client: Client, database: str, registry: StationRegistry) -> int:

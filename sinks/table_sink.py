@@ -60,6 +60,21 @@ def decode_failure(message: Message, decode: Any) -> tuple[Any, str | None]:
         return None, str(exc) or type(exc).__name__
 
 
+def decode_rows(topic: str, partition: int, messages: Sequence[Message], decode: Any,
+                row: Any) -> tuple[list[tuple], list[DeadLetter]]:
+    """Rows of one partition's messages, `row(record, partition, offset)` of each decoded
+    record; a dead letter for each message that cannot be used."""
+    rows: list[tuple] = []
+    letters: list[DeadLetter] = []
+    for message in messages:
+        record, error = decode_failure(message, decode)
+        if error is None:
+            rows.append(row(record, partition, message.offset))
+        else:
+            letters.append(dead_letter_for(topic, partition, message, error))
+    return rows, letters
+
+
 Part = tuple[int, Sequence[Message]]
 """One partition's messages in a batch; a coalesced batch holds several partitions' parts."""
 
