@@ -107,15 +107,9 @@ class EmbeddedBroker:
                          f"within {timeout_s:.0f}s")
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+        if self._process is not None:
+            stop_child(self._process, 10)
+            self._process = None
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

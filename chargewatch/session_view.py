@@ -1,7 +1,7 @@
 """One session, one shape: what `chargewatch session` shows for an open session (the
 processor's live state) and a completed one (a ClickHouse row) alike.
 
-The fields are the charging_sessions columns (sinks.session_sink.SESSION_COLUMNS) without
+The fields are the charging_sessions columns (sinks.session_rows.SESSION_COLUMNS) without
 the storage bookkeeping; times are instants (ISO-8601 in JSON), money keeps the four decimal
 places it is stored with, and state of charge is rounded to the tenth a charger reports
 (ClickHouse keeps it as Float32: 40.4 reads back as 40.400001525878906).
@@ -13,7 +13,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sinks.session_sink import SESSION_COLUMNS
+from sinks.session_rows import SESSION_COLUMNS
 
 FIELDS = tuple(c for c in SESSION_COLUMNS if c != "sign" and not c.startswith("_"))
 MONEY_PLACES = Decimal("0.0001")

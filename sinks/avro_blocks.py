@@ -26,7 +26,6 @@ _headers: dict[tuple[SchemaVersion, bool], bytes] = {}
 SOURCE_SCHEMA = [{"name": "_topic", "type": "string"}, {"name": "_partition", "type": "int"},
                  {"name": "_offset", "type": "long"}]
 """The Avro fields `sourced_container` appends to each datum."""
-SOURCE_FIELDS = tuple(f["name"] for f in SOURCE_SCHEMA)
 
 
 def _varint(value: int) -> bytes:
@@ -61,7 +60,7 @@ def container(schema: SchemaVersion, bodies: Sequence[bytes]) -> bytes:
 def sourced_container(schema: SchemaVersion, topic: str,
                       bodies: Sequence[tuple[int, int, bytes]]) -> bytes:
     """One container of `(partition, offset, body)` triples read from `topic`, each datum
-    extended with SOURCE_FIELDS (module docstring)."""
+    extended with the SOURCE_SCHEMA fields (module docstring)."""
     encoded = topic.encode()
     name = _varint(len(encoded)) + encoded
     data = b"".join(b"".join((body, name, _varint(partition), _varint(offset)))
