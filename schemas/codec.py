@@ -255,35 +255,22 @@ class Codec:
     def decode_meter_events(self, data: bytes) -> list[MeterEvent]:
         """The events of one message, single or batched (of one or more stations), in message
         order."""
-        if isinstance(data, bytes | bytearray | memoryview) and len(data) > MAX_MESSAGE_BYTES:
-            raise DecodeError(f"meter-events message of {len(data)} bytes; at most "
-                              f"{MAX_MESSAGE_BYTES}")
+        _check_size(data)
         if type(data) is bytes and (events := self._fast_events(data)) is not None:
             return events
         name, datum = self._read(data, ("MeterEvent", "MeterEventBatch"))
         if name == "MeterEvent":
             return [_meter_event(datum)]
-        items = datum["events"]
-        if not items:
-            raise DecodeError("MeterEventBatch with no events")
-        if len(items) > MAX_EVENTS_PER_MESSAGE:
-            raise DecodeError(
-                f"MeterEventBatch with {len(items)} events; at most {MAX_EVENTS_PER_MESSAGE}"
-            )
-        return [_meter_event(item) for item in items]
+        return [_meter_event(item) for item in _batch_items(datum)]
 
     def decode_meter_event_items(self, data: bytes) -> list[MeterEvent | str]:
         """For a batch `decode_meter_events` refused: each event, or why it cannot be used, so
         one bad event of a multi-station message costs that event, not its neighbours'.
         Raises `DecodeError` when the message itself cannot be read event by event."""
-        if isinstance(data, bytes | bytearray | memoryview) and len(data) > MAX_MESSAGE_BYTES:
-            raise DecodeError(f"meter-events message of {len(data)} bytes")
+        _check_size(data)
         _, datum = self._read(data, ("MeterEventBatch",))
-        items = datum["events"]
-        if not items or len(items) > MAX_EVENTS_PER_MESSAGE:
-            raise DecodeError(f"MeterEventBatch with {len(items)} events")
         found: list[MeterEvent | str] = []
-        for item in items:
+        for item in _batch_items(datum):
             try:
                 found.append(_meter_event(item))
             except DecodeError as exc:
@@ -395,6 +382,23 @@ def _member(members: dict[str, Any], value: str, owner: str, field: str) -> Any:
         raise DecodeError(f"{owner}: unknown {field} {value!r}; "
                           f"expected one of {', '.join(members)}")
     return member
+
+
+def _check_size(data: bytes) -> None:
+    if isinstance(data, bytes | bytearray | memoryview) and len(data) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"meter-events message of {len(data)} bytes; at most "
+                          f"{MAX_MESSAGE_BYTES}")
+
+
+def _batch_items(datum: dict[str, Any]) -> list[Any]:
+    """A MeterEventBatch's events, refused when there are none or too many."""
+    items = datum["events"]
+    if not items:
+        raise DecodeError("MeterEventBatch with no events")
+    if len(items) > MAX_EVENTS_PER_MESSAGE:
+        raise DecodeError(
+            f"MeterEventBatch with {len(items)} events; at most {MAX_EVENTS_PER_MESSAGE}")
+    return items
 
 
 def _meter_event(datum: dict[str, Any]) -> MeterEvent:
